@@ -58,11 +58,18 @@ def replace_dir(new: str | Path, dest: str | Path) -> None:
     so an interrupted replace leaves either the old or the new tree, never a mix.
     """
     new, dest = Path(new), Path(dest)
+    if not new.is_dir():
+        raise FileNotFoundError(f"{new}: no such directory to move onto {dest}")
     old = dest.with_name(f".{dest.name}.old")
     if old.exists():
         shutil.rmtree(old)
     if dest.exists():
         os.replace(dest, old)
-    os.replace(new, dest)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        if old.exists():
+            os.replace(old, dest)
+        raise
     if old.exists():
         shutil.rmtree(old)

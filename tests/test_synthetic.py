@@ -163,3 +163,20 @@ def test_refuses_to_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         generate(tmp_path / "o", pairs=20, workers=1, progress=False)
     assert layout.find_image(tmp_path / "o/FS2K", "photo/photo1/image0001") is not None
+
+
+@pytest.mark.slow
+def test_full_size_synthetic_passes_prepare_with_fs2k_counts(tmp_path):
+    """The acceptance check: 2,104 pairs, zero problems, counts within 2 of the priors."""
+    from esgar.data.table import build_sample_table
+    from esgar.active.relabels import read_snapshot
+
+    generate(tmp_path / "full", pairs=2104, seed=0, progress=False)
+    fs2k, report = read_fs2k(tmp_path / "full/FS2K", progress=False)
+    assert report.problems == [] and len(fs2k) == 2104
+    table, _ = build_sample_table(fs2k, 0.15, 0, read_snapshot(tmp_path / "none.csv"))
+    for fs2k_split, splits in (("train", ["train", "val"]), ("test", ["test"])):
+        part = table[table["split"].isin(splits)]
+        for a in schema.ATTRIBUTES:
+            got = np.bincount(part[a.name], minlength=a.num_classes)
+            assert np.abs(got - schema.FS2K_COUNTS[fs2k_split][a.name]).max() <= 2, a.name
