@@ -1,0 +1,115 @@
+"""Face parsing with facexlib (BiSeNet or ParseNet), batched, to canonical label maps.
+
+Weights come from `weights_dir/<file>` when it is there; otherwise facexlib downloads them
+into `weights_dir` (or its own folder). Both models take 512x512 RGB; BiSeNet is normalised
+with ImageNet's mean and std, ParseNet with mean = std = 0.5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.error import URLError
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from esgar.masks.labels import remap
+
+INPUT_SIZE = 512
+WEIGHTS: dict[str, tuple[str, str]] = {
+    "bisenet": ("parsing_bisenet.pth",
+                "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth"),
+    "parsenet": ("parsing_parsenet.pth",
+                 "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth"),
+}
+NORMALISE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "bisenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "parsenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+
+class ParserWeightsError(RuntimeError):
+    """The parser's weights are not on disk and cannot be downloaded."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_parser(name: str, weights_dir: str | Path | None, device: str = "auto") -> nn.Module:
+    """facexlib's parsing model `name`, in eval mode on `device`."""
+    if name not in WEIGHTS:
+        raise ValueError(f"unknown parser {name!r}; use one of {', '.join(WEIGHTS)}")
+    from facexlib.parsing import init_parsing_model
+
+    file, url = WEIGHTS[name]
+    root = str(Path(weights_dir).resolve()) if weights_dir else None
+    try:
+        return init_parsing_model(name, device=str(resolve_device(device)), model_rootpath=root)
+    except (URLError, OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "state_dict" in str(e):
+            raise ParserWeightsError(f"{Path(root or '.') / file}: not {name} weights ({e})"
+                                     ) from None
+        where = Path(weights_dir) / file if weights_dir else file
+        raise ParserWeightsError(
+            f"the {name} face parser needs its weights {file}, which are not at {where} and "
+            f"could not be downloaded ({type(e).__name__}: {e}).\n"
+            f"Download {url} on a machine with network, put it in a folder here and set "
+            f"masks.weights_dir in params.yaml to that folder (or use masks.source: import)."
+        ) from None
+
+
+def _to_batch(images_bgr: Sequence[np.ndarray], name: str, device: torch.device) -> torch.Tensor:
+    """HxWx3 uint8 BGR images -> float [B,3,512,512], normalised for parser `name`."""
+    resized = np.stack([cv2.resize(im, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+                        for im in images_bgr])
+    x = torch.from_numpy(resized[..., ::-1].copy()).to(device).permute(0, 3, 1, 2).float() / 255
+    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in NORMALISE[name])
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def bf16_available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@torch.inference_mode()
+def parse_batch(model: nn.Module, name: str, images_bgr: Sequence[np.ndarray],
+                precision: str = "auto") -> list[np.ndarray]:
+    """Canonical label maps uint8 [H,W], one per image, each at its image's own size.
+
+    precision: `bf16` (autocast; on CPUs with bf16 support this is where the speed comes from),
+    `fp32`, or `auto` (bf16 where the device supports it).
+    """
+    device = next(model.parameters()).device
+    bf16 = precision == "bf16" or (precision == "auto" and bf16_available(device))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(_to_batch(images_bgr, name, device))[0]
+    labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
+    return [remap(cv2.resize(lab, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_NEAREST),
+                  name) for lab, im in zip(labels, images_bgr)]
+
+
+@torch.no_grad()
+def parse_one_reference(model: nn.Module, name: str, image_bgr: np.ndarray) -> np.ndarray:
+    """facexlib's usual one-image-at-a-time use (as in its face helpers), for the benchmark."""
+    device = next(model.parameters()).device
+    img = cv2.resize(image_bgr, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+    x = torch.from_numpy(img[..., ::-1].astype(np.float32).transpose(2, 0, 1).copy()) / 255.0
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALISE[name])
+    x = ((x - mean) / std).unsqueeze(0).to(device)
+    out = model(x)[0].argmax(dim=1).squeeze().cpu().numpy().astype(np.uint8)
+    out = cv2.resize(out, (image_bgr.shape[1], image_bgr.shape[0]),
+                     interpolation=cv2.INTER_NEAREST)
+    return remap(out, name)
+
+
+def prepare_for_batches(model: nn.Module) -> nn.Module:
+    """channels_last weights: oneDNN's fast convolution path on CPU, and tensor cores on GPU."""
+    return model.to(memory_format=torch.channels_last)
