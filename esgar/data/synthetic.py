@@ -175,19 +175,22 @@ def draw_pair(labels: dict[str, int], size: tuple[int, int], rng: np.random.Gene
                  HAIR_GREY[hc], radius=int(rx * 0.6))
     # ears (the far one is hidden on a turned head), earrings at the lobes
     ear_dx = rx * (1.0 - 0.15 * abs(turn))
+    lobes = []
     for side, cls in ((-1, "l_ear"), (1, "r_ear")):
         if turn * side > 0:
             continue
         ex = cx + side * ear_dx + turn * rx * 0.3
         cv.shape("ellipse", _ellipse(ex, cy + ry * 0.05, rx * 0.16, ry * 0.22), cls, skin, 205)
-        if labels["earring"] == 0:
-            er = max(2.5, s * 0.022)
-            cv.shape("ellipse", _ellipse(ex, cy + ry * 0.3 + er, er, er * 1.3), "ear_r",
-                     (230, 200, 60), 60)
+        lobes.append(ex + side * rx * 0.05)
     # face, with a square jaw for men
     jaw = rng.uniform(0.5, 0.8) if not female else rng.uniform(0.0, 0.15)
     cv.shape("polygon", _face_polygon(cx + turn * rx * 0.15, cy, rx, ry, jaw, turn), "skin",
              skin, 225)
+    if labels["earring"] == 0:  # drawn over the face outline so it always shows
+        er = max(2.5, s * 0.022)
+        for ex in lobes:
+            cv.shape("ellipse", _ellipse(ex, cy + ry * 0.3 + er, er, er * 1.3), "ear_r",
+                     (230, 200, 60), 60)
     # hair on top
     if hair:
         top = [(cx - rx * 1.08, cy - ry * 0.25)]

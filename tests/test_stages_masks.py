@@ -1,0 +1,61 @@
+"""`dvc repro` of the masks stage on synthetic FS2K: by import, and by facexlib parsing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import OFFLINE, run
+from esgar.masks import store
+from test_masks import write_random_weights
+from test_stages_data import ran_stages, set_params
+
+pytestmark = pytest.mark.slow
+
+
+def test_masks_by_import_then_by_parsing(repo_copy):
+    set_params(repo_copy, data={"source": "synthetic", "synthetic.pairs": 40},
+               masks={"contact_sheet.n": 4})
+    run(["dvc", "repro", "masks"], repo_copy)
+    out = repo_copy / "data/masks"
+    meta = store.read_meta(out)
+    assert meta["source"] == "import" and meta["samples"] == 40
+    index = store.load_index(out)
+    table = pd.read_parquet(repo_copy / "data/prepared/samples.parquet")
+    assert sorted(index.sample_id) == sorted(table.sample_id)
+    ids, grids = store.load_grids(out, (7, 7))
+    assert grids.shape == (40, len(meta["regions"]), 7, 7) and ids == index.sample_id.tolist()
+    # imported masks are exactly what was drawn: earrings where the labels say so
+    names = store.region_names(out)
+    for row in table.itertuples():
+        masks = store.load_region_masks(out, row.sample_id)
+        assert masks.shape[1:] == (row.height, row.width)
+        raw_earring = index.set_index("sample_id").loc[row.sample_id, "area_earring"] > 0
+        assert raw_earring == (row.earring == 0)
+        assert masks[names.index("face")].any()
+    metrics = json.loads((repo_copy / "metrics/masks.json").read_text())
+    assert set(metrics["quality"]) == {"train", "val", "test"}
+    for split in ("train", "val", "test"):
+        assert (repo_copy / f"plots/masks/contact_sheet_{split}.png").stat().st_size > 5000
+
+    write_random_weights(repo_copy / "models/parsing")
+    set_params(repo_copy, masks={"source": "facexlib", "batch_size": 4})
+    proc = run(["dvc", "repro", "masks"], repo_copy)
+    assert ran_stages(proc) == [] and "Running stage 'masks'" in proc.stdout + proc.stderr
+    meta = store.read_meta(out)
+    assert meta["source"] == "facexlib" and meta["parser"] == "bisenet"
+    masks = store.load_region_masks(out, table.sample_id[0])
+    assert masks.shape[1:] == (table.height[0], table.width[0])
+    assert np.isfinite(store.load_grids(out, (4, 4))[1]).all()
+
+
+def test_parsing_without_weights_fails_clearly(repo_copy):
+    set_params(repo_copy, data={"source": "synthetic", "synthetic.pairs": 20},
+               masks={"source": "facexlib", "weights_dir": "nowhere"})
+    run(["dvc", "repro", "prepare"], repo_copy)
+    proc = run(["python", "-m", "pipeline.masks"], repo_copy, check=False, env=OFFLINE)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "parsing_bisenet.pth" in proc.stderr and "masks.weights_dir" in proc.stderr
