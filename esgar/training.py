@@ -6,6 +6,7 @@ The test split never reaches this module: the best checkpoint is chosen on valid
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -114,6 +115,12 @@ def _lr_lambda(total_steps: int, min_ratio: float) -> Callable[[int], float]:
     return f
 
 
+def _fingerprint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed: the network and the optimisation."""
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "num_workers", "device")}
+    return {"model": getattr(model, "config", type(model).__name__), "train": keep}
+
+
 def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
           out_dir: str | Path, resume: bool = True,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -122,7 +129,8 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
 
     Writes `out_dir/last.pt` every epoch (model, optimiser, schedule, RNG states, history) and
     `out_dir/best.pt` (model weights) when the validation mean balanced accuracy improves.
-    With `resume`, an existing `last.pt` continues where it stopped.
+    With `resume`, an existing `last.pt` of the same network and settings continues where it
+    stopped (more epochs may be asked for); one of another network starts over.
     `on_epoch(epoch, metrics)` is called after each epoch (for experiment tracking).
     """
     out_dir = Path(out_dir)
@@ -132,7 +140,9 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     model.to(device)
     attrs = tuple(cfg.attributes)
     train_labels = train_ds.labels.numpy()  # type: ignore[attr-defined]
-    counts = {a: class_counts(train_labels[:, j], schema.BY_NAME[a].num_classes)
+    # priors always come from the current training labels; build_loss rejects an empty class
+    # for the losses that need every class
+    counts = {a: class_counts(train_labels[:, j], schema.BY_NAME[a].num_classes, allow_zero=True)
               for j, a in enumerate(attrs)}
     loss_fn = build_loss(cfg.loss, counts, **cfg.loss_kwargs)
 
@@ -146,8 +156,13 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
 
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": []}
     last = out_dir / "last.pt"
-    if resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
+    fingerprint = json.loads(json.dumps(_fingerprint(model, cfg), default=str))
+    ckpt = torch.load(last, map_location=device, weights_only=False) if (
+        resume and last.exists()) else None
+    if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
+        print(f"train: {last} is of another model or settings; starting over")
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -192,7 +207,7 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "state": state,
                         "loader_rng": train_loader.generator.get_state(),
-                        "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}, tmp)
+                        "torch_rng": torch.get_rng_state(), "fingerprint": fingerprint}, tmp)
         if progress:
             print(f"epoch {epoch}: loss {metrics['train/loss']:.4f}  "
                   f"val mean balanced acc {metrics['val/mean_bacc']:.4f}"

@@ -113,12 +113,10 @@ class _AttributeModel(mlflow.pyfunc.PythonModel):
         return {a: torch.softmax(logits[a], 1).numpy() for a in self.attributes}
 
 
-def log_model(net, model_config: dict[str, Any], attributes: list[str],
-              example: dict[str, np.ndarray], name: str = "model",
+def log_model(net, example: dict[str, np.ndarray], name: str = "model",
               registered_model_name: str | None = None):
-    """Log `net` as a pyfunc; `example` must hold a batch of >= 2 so no batch size is baked in.
-
-    model_config: the keyword arguments of `esgar.models.factory.create_model` that rebuild it.
+    """Log `net` (an `AttributeModel`) as a pyfunc; `example` must hold a batch of >= 2 so no
+    batch size is baked in. It is rebuilt from `net.config` (random init) plus its weights.
     """
     import torch
 
@@ -128,7 +126,9 @@ def log_model(net, model_config: dict[str, Any], attributes: list[str],
         weights = Path(tmp) / "weights.pt"
         config = Path(tmp) / "config.json"
         torch.save(net.state_dict(), weights)
-        config.write_text(json.dumps({"model": model_config, "attributes": attributes}))
+        attributes = list(net.attributes)
+        config.write_text(json.dumps({"model": {**net.config, "pretrained": False},
+                                      "attributes": attributes}))
         net.eval()
         with torch.inference_mode():
             logits = net(torch.as_tensor(example["image"]), torch.as_tensor(example["grids"]))
@@ -137,5 +137,13 @@ def log_model(net, model_config: dict[str, Any], attributes: list[str],
             name=name, python_model=_AttributeModel(),
             artifacts={"weights": str(weights), "config": str(config)},
             input_example=example, signature=infer_signature(example, output),
-            registered_model_name=registered_model_name,
+            registered_model_name=registered_model_name, pip_requirements=_requirements(),
+            code_paths=[str(Path(__file__).resolve().parents[1])],  # the esgar package itself
         )
+
+
+def _requirements() -> list[str]:
+    """The model's runtime packages, pinned to what is installed (skips MLflow's slow guess)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("torch", "timm", "numpy", "mlflow")]
