@@ -31,7 +31,7 @@ def build_model(mp: dict[str, Any], pretrained: bool | str | None = None) -> Att
         mp["backbone"], mp["head"], region_names=mp["regions"],
         attribute_regions=mp["attribute_regions"],
         pretrained=mp["pretrained"] if pretrained is None else pretrained,
-        img_size=mp["img_size"], **(mp.get("head_kwargs") or {}))
+        img_size=mp["img_size"], **((mp.get("head_kwargs") or {}).get(mp["head"]) or {}))
 
 
 def datasets(table, mp: dict[str, Any], grid: tuple[int, int]) -> dict[str, SketchDataset]:

@@ -62,4 +62,7 @@ def repo_copy(tmp_path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm",
+         "copy"], dest)
     return dest

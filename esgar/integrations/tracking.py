@@ -57,16 +57,21 @@ def git_commit(cwd: str | Path = ".") -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def data_version(outs: list[str], lock: str | Path = "dvc.lock") -> dict[str, str]:
-    """DVC's hash of each output path as recorded in dvc.lock (`missing` if not there yet)."""
+def data_version(paths: list[str], lock: str | Path = "dvc.lock") -> dict[str, str]:
+    """DVC's hash of the output holding each path (the path itself or a folder above it), as
+    recorded in dvc.lock; `missing` where no stage output holds it yet."""
     lock = Path(lock)
-    found: dict[str, str] = {}
+    outs: dict[str, str] = {}
     if lock.is_file():
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
         for stage in stages.values():
             for out in stage.get("outs", []):
-                found[out["path"]] = out.get("md5") or out.get("hash", "")
-    return {f"data.{p}": found.get(p, "missing") for p in outs}
+                outs[out["path"].rstrip("/")] = out.get("md5") or out.get("hash", "")
+    result = {}
+    for p in paths:
+        holder = next((o for o in outs if p == o or p.startswith(o + "/")), None)
+        result[f"data.{holder or p}"] = outs[holder] if holder else "missing"
+    return result
 
 
 @contextmanager
