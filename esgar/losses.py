@@ -213,7 +213,8 @@ def build_loss(name: str, counts_per_attribute: Mapping[str, np.ndarray | Sequen
         raise KeyError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)} "
                        "(names are matched exactly)")
     if attribute_reduction not in ("sum", "mean"):
-        raise ValueError(f"attribute_reduction must be 'sum' or 'mean', got {attribute_reduction!r}")
+        raise ValueError("attribute_reduction must be 'sum' or 'mean', "
+                         f"got {attribute_reduction!r}")
     extra = set(kwargs) - _OPTIONS[name]
     if extra:
         raise TypeError(f"loss {name!r} takes no option(s) {sorted(extra)}; it takes "

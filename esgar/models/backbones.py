@@ -140,10 +140,11 @@ def load_local_weights(model: nn.Module, path: str | Path) -> None:
     state = {k: v for k, v in state.items() if k in want}
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys:
-        shown = ", ".join(result.missing_keys[:8])
+        missing = result.missing_keys
+        shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
         raise PretrainedWeightsError(
-            f"{path} does not hold weights for {type(model).__name__}: {len(result.missing_keys)} "
-            f"of {len(want)} tensors missing ({shown}{', ...' if len(result.missing_keys) > 8 else ''})")
+            f"{path} does not hold weights for {type(model).__name__}: {len(missing)} "
+            f"of {len(want)} tensors missing ({shown})")
 
 
 def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool | str | Path = False,
@@ -161,12 +162,13 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool | str | Path 
                 raise PretrainedWeightsError(
                     f"timm has no pretrained weights for {name!r}: set `pretrained: false` "
                     "or point `pretrained` at a local weights file") from e
+            first_line = (str(e).strip().splitlines() or [""])[0]
             raise PretrainedWeightsError(
                 f"could not get pretrained weights for {name!r} from the Hugging Face hub "
-                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}). "
-                "Set `pretrained: false` to train from random weights on purpose, or set "
-                "`pretrained` to the path of a local weights file (state_dict, checkpoint or "
-                ".safetensors); hub weights already in the cache (HF_HOME) are used offline.") from e
+                f"({type(e).__name__}: {first_line}). Set `pretrained: false` to train from "
+                "random weights on purpose, or set `pretrained` to the path of a local weights "
+                "file (state_dict, checkpoint or .safetensors); hub weights already in the "
+                "cache (HF_HOME) are used offline.") from e
     elif pretrained is False or pretrained is None:
         model = _timm_model(name, img_size, pretrained=False)
     elif isinstance(pretrained, (str, Path)):

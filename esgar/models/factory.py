@@ -88,7 +88,9 @@ def create_model(backbone: str = DEFAULT_BACKBONE, head: str = "esg",
     if unknown:
         raise KeyError(f"attribute_regions names attribute(s) not modelled: {sorted(unknown)}")
     regions_of.update(attribute_regions or {})
-    names = tuple(region_names) if region_names is not None else tuple(dict.fromkeys(regions_of.values()))
+    if region_names is None:
+        region_names = dict.fromkeys(regions_of.values())  # in order of first use
+    names = tuple(region_names)
     if len(set(names)) != len(names):
         raise ValueError(f"region_names has duplicates: {names}")
     bb = create_backbone(backbone, pretrained=pretrained, img_size=img_size)

@@ -74,7 +74,7 @@ def masked_mean(tokens: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) 
 
 def check_grids(grids: torch.Tensor | None, features: torch.Tensor,
                 region_names: Sequence[str]) -> torch.Tensor:
-    """Validate region grids [B,R,h,w] against features [B,C,h,w]; return them as features' dtype."""
+    """Check region grids [B,R,h,w] against features [B,C,h,w]; return them in features' dtype."""
     if grids is None:
         raise ValueError("this head needs region grids [B,R,h,w]; got None")
     if grids.dim() != 4 or grids.shape[1] != len(region_names):

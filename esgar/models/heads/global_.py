@@ -16,10 +16,11 @@ from esgar.schema import Attribute
 
 @register_head("global")
 class GlobalHead(nn.Module):
-    """features [B,C,h,w] -> mean over h,w -> {attribute: MLP -> logits}. Region grids are ignored."""
+    """features [B,C,h,w] -> mean over h,w -> {attribute: MLP -> logits}. Ignores region grids."""
 
     def __init__(self, in_features: int, attributes: Sequence[Attribute],
-                 region_names: Sequence[str] = (), attribute_regions: Mapping[str, str] | None = None,
+                 region_names: Sequence[str] = (),
+                 attribute_regions: Mapping[str, str] | None = None,
                  hidden: int = 256, dropout: float = 0.5):
         super().__init__()
         self.attributes = tuple(attributes)

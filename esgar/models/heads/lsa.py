@@ -112,7 +112,8 @@ class LSAHead(nn.Module):
         grids = check_grids(grids, features, self.region_names)
         tokens = self.norm(flatten_grid(features))  # [B,N,C]
         b, n, c = tokens.shape
-        k, v = self.kv(tokens).view(b, n, 2, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        kv = self.kv(tokens).view(b, n, 2, self.num_heads, c // self.num_heads)
+        k, v = kv.permute(2, 0, 3, 1, 4)  # [B,H,N,d] each
         q = self.queries.view(-1, self.num_heads, c // self.num_heads)  # [A,H,d]
         learned = (torch.einsum("ahd,bhnd->bahn", q, k) * self.scale).softmax(-1)
         prior = language_prior(self.region_weights.to(tokens.dtype), grids.flatten(2))
