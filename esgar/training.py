@@ -130,7 +130,9 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     Writes `out_dir/last.pt` every epoch (model, optimiser, schedule, RNG states, history) and
     `out_dir/best.pt` (model weights) when the validation mean balanced accuracy improves.
     With `resume`, an existing `last.pt` of the same network and settings continues where it
-    stopped (more epochs may be asked for); one of another network starts over.
+    stopped; one of another network or other settings starts over. Asking for more epochs
+    than the checkpoint was trained towards is allowed: the cosine schedule then stretches to
+    the new length from the step it had reached.
     `on_epoch(epoch, metrics)` is called after each epoch (for experiment tracking).
     """
     out_dir = Path(out_dir)

@@ -56,7 +56,7 @@ class SketchDataset(Dataset):
         self.mask_dir = Path(mask_dir) if mask_dir is not None else None
         self.region_names = tuple(region_names)
         self.img_size, self.grid, self.train, self.grid_rule = img_size, tuple(grid), train, grid_rule
-        self.labels = torch.as_tensor(self.table[list(attributes)].to_numpy(np.int64))
+        self.labels = torch.tensor(self.table[list(attributes)].to_numpy(np.int64))
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
         self._region_index: list[int] | None = None
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
