@@ -3,12 +3,14 @@
 
     python bench/bench_heads.py [--backbone resnet18] [--img-size 128] [--batch 16]
                                 [--warmup 3] [--iters 10] [--repeats 3] [--threads N]
-                                [--coverage 0.5] [--heads esg global ...] [--device cpu]
+                                [--coverage 0.5 | --masks data/masks] [--heads esg global ...]
+                                [--device cpu]
 
 Prints images/s per head, for forward + backward and for the whole step with AdamW (the best
 of `repeats` rounds; a round times `iters` steps of every head in turn, after `warmup` steps
 each), and each head's cost over `global`, in %: (t_head / t_global - 1) * 100.
-Random images, random binary region grids, random labels; CPU unless --device says otherwise.
+Random images and labels; random binary region grids, or the real token grids of a mask store
+(`--masks`); CPU unless --device says otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from esgar import schema  # noqa: E402
+from esgar.masks.store import load_grids  # noqa: E402
+from esgar.masks.store import region_names as store_regions  # noqa: E402
 from esgar.models.factory import create_model  # noqa: E402
 from esgar.models.heads import list_heads  # noqa: E402
 
@@ -43,7 +47,15 @@ class Trainer:
         gh, gw = self.net.grid_size
         b = args.batch
         self.x = torch.randn(b, 3, args.img_size, args.img_size, device=self.dev)
-        self.grids = (torch.rand(b, len(REGIONS), gh, gw, device=self.dev) < args.coverage).float()
+        if args.masks:  # the first `batch` samples' real token grids
+            _, grids = load_grids(args.masks, (gh, gw))
+            if store_regions(args.masks) != list(REGIONS):
+                raise SystemExit(f"{args.masks}: regions {store_regions(args.masks)} are not "
+                                 f"{list(REGIONS)}")
+            self.grids = torch.from_numpy(grids[:b].astype("float32")).to(self.dev)
+        else:
+            self.grids = (torch.rand(b, len(REGIONS), gh, gw, device=self.dev)
+                          < args.coverage).float()
         self.labels = {a.name: torch.randint(0, a.num_classes, (b,), device=self.dev)
                        for a in schema.ATTRIBUTES}
         self.head_params = sum(p.numel() for p in self.net.head.parameters())
@@ -91,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--coverage", type=float, default=0.5,
                     help="probability that a region grid cell is on (ESG skips masked-out tokens)")
+    ap.add_argument("--masks", default=None,
+                    help="a mask store (data/masks): use its token grids instead of random ones")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
           f"device {args.device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"best of {args.repeats} rounds x {args.iters} steps after {args.warmup} warm-up; "
-          f"region cells on with p={args.coverage}")
+          + (f"token grids of {args.masks}" if args.masks
+             else f"region cells on with p={args.coverage}"))
     trainers = {h: Trainer(h, args) for h in heads}
     for tr in trainers.values():
         tr.time(args.warmup)
