@@ -121,6 +121,10 @@ def _fingerprint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     return {"model": getattr(model, "config", type(model).__name__), "train": keep}
 
 
+def _finished(state: dict[str, Any], cfg: TrainConfig) -> bool:
+    return state["epoch"] >= cfg.epochs or state["stale"] >= cfg.patience
+
+
 def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
           out_dir: str | Path, resume: bool = True,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -129,10 +133,10 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
 
     Writes `out_dir/last.pt` every epoch (model, optimiser, schedule, RNG states, history) and
     `out_dir/best.pt` (model weights) when the validation mean balanced accuracy improves.
-    With `resume`, an existing `last.pt` of the same network and settings continues where it
-    stopped; one of another network or other settings starts over. Asking for more epochs
-    than the checkpoint was trained towards is allowed: the cosine schedule then stretches to
-    the new length from the step it had reached.
+    With `resume`, an existing `last.pt` of an interrupted run of the same network and settings
+    continues where it stopped; one of another network or settings, or of a finished run,
+    starts over. Asking for more epochs than a finished run had continues it: the cosine
+    schedule then stretches to the new length from the step it had reached.
     `on_epoch(epoch, metrics)` is called after each epoch (for experiment tracking).
     """
     out_dir = Path(out_dir)
@@ -163,6 +167,11 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
         resume and last.exists()) else None
     if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
         print(f"train: {last} is of another model or settings; starting over")
+        ckpt = None
+    if ckpt is not None and _finished(ckpt["state"], cfg):
+        # resuming is for interrupted runs; a finished one asked for again (new data or code
+        # upstream) is trained again, not returned as it was
+        print(f"train: {last} holds a finished run; starting over")
         ckpt = None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])

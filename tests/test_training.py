@@ -79,6 +79,19 @@ def test_checkpoint_of_another_model_is_not_resumed(tmp_path, capsys):
     assert r.epochs_run == 1 and (tmp_path / "m/best.pt").is_file()
 
 
+def test_finished_run_is_trained_again_not_returned(tmp_path, capsys):
+    first, _ = fit(tmp_path / "f", epochs=2)
+    epochs_trained = []
+    again, r = fit(tmp_path / "f", epochs=2,  # e.g. dvc repro after the data changed
+                   on_epoch=lambda epoch, metrics: epochs_trained.append(epoch))
+    assert "finished run; starting over" in capsys.readouterr().out
+    assert epochs_trained == [1, 2]
+    assert r.epochs_run == 2 and len(r.history) == 2
+    assert np.array_equal(weights(first), weights(again))  # trained anew, seeded alike
+    longer, r = fit(tmp_path / "f", epochs=3)  # more epochs continue the finished run
+    assert r.epochs_run == 3 and len(r.history) == 3
+
+
 def test_early_stopping_and_best_checkpoint(tmp_path):
     # weights frozen (only BatchNorm statistics move), so val stops improving soon
     _, r = fit(tmp_path / "e", epochs=30, patience=2, lr=0.0)

@@ -83,7 +83,8 @@ class SketchDataset(Dataset):
             return self._cache[i]
         row = self.table.iloc[i]
         with Image.open(row["sketch_path"]) as im:
-            image = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+            rgb = np.array(im.convert("RGB"))  # writable: torch warns on read-only arrays
+        image = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
         if self.mask_dir is None:
             masks = torch.ones((len(self.region_names), *image.shape[-2:]), dtype=torch.bool)
         else:
