@@ -22,7 +22,7 @@ from esgar.io import write_json, write_text
 from esgar.masks.store import read_meta
 from esgar.models.backbones import PretrainedWeightsError
 from esgar.models.factory import AttributeModel, create_model
-from esgar.training import TrainConfig, train
+from esgar.training import TrainConfig, seed_everything, train
 from pipeline.common import load_params, run_stage, stage_args
 
 
@@ -52,6 +52,7 @@ def history_csv(history: list[dict[str, float]]) -> str:
 def main() -> None:
     args = stage_args(__doc__)
     mp, tp = load_params("model", args.params), load_params("train", args.params)
+    seed_everything(tp["seed"])  # the initial weights too
     net = build_model(mp)
     data = datasets(load_table(mp["table"]), mp, net.grid_size)
     cfg = TrainConfig(**{k: v for k, v in tp.items() if k in TrainConfig.__dataclass_fields__})
