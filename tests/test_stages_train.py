@@ -69,9 +69,9 @@ def test_repro_trains_evaluates_and_logs_to_mlflow(repo_copy, tmp_path, monkeypa
         assert np.allclose(out["style"].sum(1), 1, atol=1e-5)
 
     assert ran(run(["dvc", "repro"], repo_copy)) == []
-    set_params(repo_copy, model={"head": "lsa"})
-    again = run(["dvc", "repro"], repo_copy)
-    assert ran(again) == ["train", "evaluate"]
+    for head in ("lsa", "ssp_ssg", "global"):  # any head named in params.yaml
+        set_params(repo_copy, model={"head": head})
+        assert ran(run(["dvc", "repro"], repo_copy)) == ["train", "evaluate"], head
     heads = {r.data.params.get("model.head") for r in client.search_runs(
         [exp.experiment_id], "tags.stage = 'train'")}
-    assert heads == {"esg", "lsa"}
+    assert heads == {"esg", "lsa", "ssp_ssg", "global"}
