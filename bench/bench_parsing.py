@@ -52,7 +52,8 @@ def main() -> None:
         fast_model = prepare_for_batches(load_parser(args.parser, tmp, "cpu"))
 
     def reference(warm: bool) -> list[np.ndarray]:
-        return [parse_one_reference(ref_model, args.parser, im) for im in images[:2 if warm else None]]
+        return [parse_one_reference(ref_model, args.parser, im)
+                for im in images[:2 if warm else None]]
 
     def batched(warm: bool) -> list[np.ndarray]:
         todo = images[:args.batch] if warm else images
@@ -63,9 +64,10 @@ def main() -> None:
 
     t_ref, t_fast = timed(reference), timed(batched)
     agree = np.mean([np.mean(a == b) for a, b in zip(reference(False), batched(False))])
+    precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     print(f"| path | images/s |\n|---|---|\n"
           f"| facexlib, one image at a time (fp32) | {args.images / t_ref:.2f} |\n"
-          f"| batched (batch {args.batch}, {'bf16' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'fp32'}, channels_last) "
+          f"| batched (batch {args.batch}, {precision}, channels_last) "
           f"| {args.images / t_fast:.2f} |\n"
           f"speed-up {t_ref / t_fast:.2f}x; pixels labelled the same: {agree:.2%}; "
           f"{args.parser}, {args.images} images, torch {torch.__version__}, "

@@ -156,11 +156,14 @@ def main() -> None:
     print("| head | mean balanced acc | minority-class recall | mean macro-F1 | "
           + " | ".join(a.name for a in schema.ATTRIBUTES) + " |")
     print("|---|---|---|---|" + "---|" * len(schema.ATTRIBUTES))
+
+    def ms(rs: list[dict], k: str) -> str:
+        v = np.array([r[k] for r in rs])
+        return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
     for head, rs in results.items():
-        def ms(k: str) -> str:
-            v = np.array([r[k] for r in rs])
-            return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
-        print(f"| {head} | {ms('mean_bacc')} | {ms('minority_recall')} | {ms('mean_macro_f1')} | "
+        print(f"| {head} | {ms(rs, 'mean_bacc')} | {ms(rs, 'minority_recall')} | "
+              f"{ms(rs, 'mean_macro_f1')} | "
               + " | ".join(f"{np.mean([r[f'bacc/{a.name}'] for r in rs]):.3f}"
                            for a in schema.ATTRIBUTES) + " |")
     print("| masks alone (logistic regression on the token grids) | "

@@ -26,7 +26,8 @@ def main() -> None:
         took = time.perf_counter() - start
     workers = args.workers or os.cpu_count()
     print(f"{args.pairs} pairs in {took:.1f} s ({args.pairs / took:.0f} pairs/s), "
-          f"{workers} worker(s), {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
+          f"{workers} worker(s), {os.cpu_count()} cores, "
+          f"{platform.processor() or platform.machine()}")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device,
     out: dict[str, list[np.ndarray]] = {a: [] for a in attributes}
     index = []
     for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=amp and device.type == "cuda"):
             logits = model(batch["image"].to(device), batch["grids"].to(device))
         for a in attributes:
             out[a].append(logits[a].float().cpu().numpy())

@@ -86,8 +86,9 @@ def main() -> None:
         results[split] = evaluate(truth, pred, attrs, n_resamples=ep["bootstrap"],
                                   seed=ep["seed"])
         for j, a in enumerate(attrs):
-            plot_confusion(confusion_matrix(truth[:, j], pred[:, j], schema.attribute(a).num_classes),
-                           schema.attribute(a).classes, plots / f"confusion_{split}_{a}.png",
+            attribute = schema.attribute(a)
+            plot_confusion(confusion_matrix(truth[:, j], pred[:, j], attribute.num_classes),
+                           attribute.classes, plots / f"confusion_{split}_{a}.png",
                            title=f"{a} ({split}): balanced acc "
                                  f"{results[split][f'bacc/{a}']:.3f}")
         frames.append(predictions_frame(ds, split, logits, index))

@@ -36,7 +36,8 @@ def test_iterative_split_is_seeded():
     labels = fs2k_like_labels()
     k = [a.num_classes for a in schema.ATTRIBUTES]
     assert np.array_equal(iterative_split(labels, k, 0.2, 1), iterative_split(labels, k, 0.2, 1))
-    assert not np.array_equal(iterative_split(labels, k, 0.2, 1), iterative_split(labels, k, 0.2, 2))
+    assert not np.array_equal(iterative_split(labels, k, 0.2, 1),
+                              iterative_split(labels, k, 0.2, 2))
     with pytest.raises(ValueError, match="fraction"):
         iterative_split(labels, k, 1.5)
 

@@ -55,7 +55,8 @@ class SketchDataset(Dataset):
         self.table = table.reset_index(drop=True)
         self.mask_dir = Path(mask_dir) if mask_dir is not None else None
         self.region_names = tuple(region_names)
-        self.img_size, self.grid, self.train, self.grid_rule = img_size, tuple(grid), train, grid_rule
+        self.img_size, self.grid, self.train = img_size, tuple(grid), train
+        self.grid_rule = grid_rule
         self.labels = torch.tensor(self.table[list(attributes)].to_numpy(np.int64))
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
         self._region_index: list[int] | None = None
@@ -69,7 +70,8 @@ class SketchDataset(Dataset):
         if self._region_index is None:
             from esgar.masks.store import read_meta
 
-            have = [r["name"] if isinstance(r, dict) else r for r in read_meta(self.mask_dir)["regions"]]
+            have = [r["name"] if isinstance(r, dict) else r
+                    for r in read_meta(self.mask_dir)["regions"]]
             missing = [r for r in self.region_names if r not in have]
             if missing:
                 raise KeyError(f"{self.mask_dir}: the mask store has no region(s) "

@@ -188,7 +188,8 @@ def read_annotations(root: Path, report: Report) -> tuple[list[dict[str, Any]], 
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise FS2KError(f"{file}: not valid JSON ({e})") from None
         if not isinstance(records, list):
-            raise FS2KError(f"{file}: expected a JSON list of records, got {type(records).__name__}")
+            raise FS2KError(f"{file}: expected a JSON list of records, "
+                            f"got {type(records).__name__}")
         for i, rec in enumerate(records):
             if isinstance(rec, dict) and isinstance(rec.get("image_name"), str):
                 named.add(rec["image_name"])

@@ -76,7 +76,8 @@ def assign_labels(n: int, priors: dict[str, Sequence[float]], rng: np.random.Gen
 
 
 def apply_noise(labels: dict[str, np.ndarray], noise: dict[str, dict[int, float]],
-                rng: np.random.Generator) -> tuple[dict[str, np.ndarray], list[tuple[int, str, int, int]]]:
+                rng: np.random.Generator
+                ) -> tuple[dict[str, np.ndarray], list[tuple[int, str, int, int]]]:
     """Flip round(rate x count) pairs of each noisy (attribute, true class) to another class.
 
     Keeps hair and hair_color consistent: a flipped hair flips its hair_color too (logged).
@@ -95,7 +96,8 @@ def apply_noise(labels: dict[str, np.ndarray], noise: dict[str, dict[int, float]
                     continue  # already flipped through its partner attribute
                 others = [c for c in range(k) if c != cls]
                 if attr == "hair_color":
-                    others = [c for c in others if (c == schema.HAIR_COLOR_NO_HAIR) == (noisy["hair"][i] == 1)]
+                    bald = noisy["hair"][i] == 1
+                    others = [c for c in others if (c == schema.HAIR_COLOR_NO_HAIR) == bald]
                     if not others:
                         continue
                 new = int(rng.choice(others))

@@ -24,7 +24,7 @@ def quality_report(index: pd.DataFrame, regions: Sequence[str], tiny: float) -> 
     for split, part in index.groupby("split", sort=True):
         out[split] = {
             r: {"empty": round(float((part[f"area_{r}"] == 0).mean()), 4),
-                "tiny": round(float(((part[f"area_{r}"] > 0) & (part[f"area_{r}"] < tiny)).mean()), 4),
+                "tiny": round(float(part[f"area_{r}"].between(0, tiny, "neither").mean()), 4),
                 "fell_back": round(float(part[f"fell_back_{r}"].mean()), 4),
                 "mean_area": round(float(part[f"area_{r}"].mean()), 4)}
             for r in regions
