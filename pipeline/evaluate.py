@@ -1,7 +1,9 @@
 """DVC stage `evaluate`: the trained model on val and test, balanced metrics first.
 
 Outputs: `metrics/evaluate.json` ({split: metrics}, see `esgar.metrics.evaluate`), confusion
-matrices and attention maps as PNGs under `plots/evaluate/`, and per-sample predictions
+matrices and attention maps as PNGs under `plots/evaluate/`, the same confusion matrices as
+DVC plots (`plots/confusion/<split>_<attribute>.csv`: actual and predicted class names, one row
+per sample, drawn by `dvc plots show` with its confusion template), and per-sample predictions
 (`evaluate.predictions`, parquet: sample_id, split, and per attribute the label, the prediction
 and the predicted class probabilities). Logged to MLflow as a run tagged with the train run.
 """
@@ -20,7 +22,7 @@ from esgar import schema
 from esgar.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SketchDataset
 from esgar.data.table import load_table
 from esgar.integrations import tracking
-from esgar.io import write_json, write_with
+from esgar.io import write_json, write_text, write_with
 from esgar.metrics import confusion_matrix, evaluate, plot_confusion
 from esgar.models.factory import create_model
 from esgar.training import make_loader, predict_logits, resolve_device
@@ -45,6 +47,13 @@ def predictions_frame(ds: SketchDataset, split: str, logits: dict[str, np.ndarra
         out[f"{a}_pred"] = p.argmax(1)
         out[f"{a}_prob"] = list(p.astype(np.float32))
     return out
+
+
+def confusion_csv(truth: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> str:
+    """`actual,predicted` class names, one row per sample: DVC's confusion template input."""
+    names = np.asarray(classes)
+    rows = pd.DataFrame({"actual": names[truth], "predicted": names[pred]})
+    return rows.to_csv(index=False)
 
 
 def attention_plot(net, ds: SketchDataset, n: int, path: Path, split: str) -> bool:
@@ -91,6 +100,8 @@ def main() -> None:
                            attribute.classes, plots / f"confusion_{split}_{a}.png",
                            title=f"{a} ({split}): balanced acc "
                                  f"{results[split][f'bacc/{a}']:.3f}")
+            write_text(Path(ep["confusion"]) / f"{split}_{a}.csv",
+                       confusion_csv(truth[:, j], pred[:, j], attribute.classes))
         frames.append(predictions_frame(ds, split, logits, index))
         net.cpu()
         attention_plot(net, ds, ep["attention_samples"], plots / f"attention_{split}.png", split)

@@ -6,8 +6,10 @@ import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import balanced_accuracy_score
 
 from conftest import run
 from test_stages_data import set_params
@@ -42,6 +44,9 @@ def test_repro_trains_evaluates_and_logs_to_mlflow(repo_copy, tmp_path, monkeypa
     plots = repo_copy / "plots/evaluate"
     assert (plots / "confusion_test_hair_color.png").is_file()
     assert (plots / "attention_test.png").is_file()  # esg exposes its attention
+    confusion = pd.read_csv(repo_copy / "plots/confusion/test_hair_color.csv")
+    balanced = balanced_accuracy_score(confusion.actual, confusion.predicted)
+    assert balanced == pytest.approx(m["bacc/hair_color"])  # the DVC plot is of these figures
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("esgar")
