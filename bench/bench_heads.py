@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -31,31 +32,32 @@ from esgar.masks.store import region_names as store_regions  # noqa: E402
 from esgar.models.factory import create_model  # noqa: E402
 from esgar.models.heads import list_heads  # noqa: E402
 
-REGIONS = ("hair", "earring", "face", "foreground", "mouth", "eyes", "brows", "nose", "ears",
-           "neck")
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def batch_grids(args: argparse.Namespace, regions: list[str], grid: tuple[int, int]
+                ) -> torch.Tensor:
+    """Region grids [batch,R,gh,gw]: the first samples' stored token grids (`--masks`), or
+    random cells on with probability `--coverage`."""
+    if not args.masks:
+        return (torch.rand(args.batch, len(regions), *grid) < args.coverage).float()
+    _, grids = load_grids(args.masks, grid)
+    return torch.from_numpy(grids[:args.batch].astype("float32"))
 
 
 class Trainer:
     """One head's model, a fixed random batch and an AdamW step over it."""
 
-    def __init__(self, head: str, args: argparse.Namespace):
+    def __init__(self, head: str, args: argparse.Namespace, regions: list[str],
+                 grids: torch.Tensor):
         torch.manual_seed(0)
         self.dev = torch.device(args.device)
-        self.net = create_model(args.backbone, head, region_names=REGIONS, pretrained=False,
+        self.net = create_model(args.backbone, head, region_names=regions, pretrained=False,
                                 img_size=args.img_size).to(self.dev).train()
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-5)
-        gh, gw = self.net.grid_size
         b = args.batch
         self.x = torch.randn(b, 3, args.img_size, args.img_size, device=self.dev)
-        if args.masks:  # the first `batch` samples' real token grids
-            _, grids = load_grids(args.masks, (gh, gw))
-            if store_regions(args.masks) != list(REGIONS):
-                raise SystemExit(f"{args.masks}: regions {store_regions(args.masks)} are not "
-                                 f"{list(REGIONS)}")
-            self.grids = torch.from_numpy(grids[:b].astype("float32")).to(self.dev)
-        else:
-            self.grids = (torch.rand(b, len(REGIONS), gh, gw, device=self.dev)
-                          < args.coverage).float()
+        self.grids = grids.to(self.dev)
         self.labels = {a.name: torch.randint(0, a.num_classes, (b,), device=self.dev)
                        for a in schema.ATTRIBUTES}
         self.head_params = sum(p.numel() for p in self.net.head.parameters())
@@ -117,7 +119,13 @@ def main(argv: list[str] | None = None) -> None:
           f"best of {args.repeats} rounds x {args.iters} steps after {args.warmup} warm-up; "
           + (f"token grids of {args.masks}" if args.masks
              else f"region cells on with p={args.coverage}"))
-    trainers = {h: Trainer(h, args) for h in heads}
+    # the regions of the mask store, or those params.yaml models
+    regions = (store_regions(args.masks) if args.masks
+               else yaml.safe_load(PARAMS.read_text())["model"]["regions"])
+    grid = create_model(args.backbone, "global", pretrained=False,
+                        img_size=args.img_size).grid_size
+    grids = batch_grids(args, regions, grid)
+    trainers = {h: Trainer(h, args, regions, grids) for h in heads}
     for tr in trainers.values():
         tr.time(args.warmup)
     # rounds interleave the heads, so a burst of load elsewhere hits them all alike
