@@ -1,15 +1,44 @@
-"""Atomic file writes: a reader never sees a half-written file, a failed write loses nothing."""
+"""Files and folders written atomically, with the user's permissions, never over foreign data.
+
+A reader never sees a half-written file; a failed write loses nothing. A stage's output folder
+carries a marker (`.esgar-output`, naming the stage), and a folder is replaced only when it is
+absent, empty, or carries the same stage's marker: pointing an output at a folder of your own
+stops the stage instead of emptying the folder.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from esgar.errors import OutputError
+
+__all__ = ["MARKER", "atomic_path", "building_dir", "check_owned", "claim_dir", "replace_dir",
+           "sha256sum", "write_bytes", "write_json", "write_text", "write_with"]
+
+MARKER = ".esgar-output"
+_CHUNK = 1 << 20
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+
+
+def _publish(path: Path, mode: int) -> None:
+    """Give a temporary file or folder (created 0600 / 0700) the mode a plain create would."""
+    os.chmod(path, mode & ~_UMASK)
 
 
 @contextmanager
@@ -25,6 +54,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _publish(Path(tmp), 0o666)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -51,6 +81,56 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+def sha256sum(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---- output folders ---------------------------------------------------------------------------
+
+def _owner(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / MARKER).read_text(encoding="utf-8")).get("stage")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_owned(folder: str | Path, owner: str, own_files: Iterable[str] = ()) -> None:
+    """OutputError unless `folder` may be overwritten by `owner`.
+
+    It may when it does not exist, is empty, carries `owner`'s marker, or holds nothing but
+    `own_files` (names `owner` writes: an output made before markers existed).
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: is a file, not the {owner} stage's output folder; "
+                          "move it away or point the setting elsewhere")
+    entries = {p.name for p in folder.iterdir()}
+    found = _owner(folder)
+    if not entries or found == owner or (not found and entries <= set(own_files)):
+        return
+    what = f"the output of '{found}'" if found else "not written by this project"
+    shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+    raise OutputError(f"{folder}: exists and is {what} (holds {shown}); the {owner} stage "
+                      "replaces only a folder it wrote: remove it or point the setting elsewhere")
+
+
+def claim_dir(folder: str | Path, owner: str, own_files: Iterable[str] = ()) -> Path:
+    """Create `folder` (or check it is `owner`'s, see `check_owned`) and mark it as `owner`'s."""
+    folder = Path(folder)
+    check_owned(folder, owner, own_files)
+    folder.mkdir(parents=True, exist_ok=True)
+    if _owner(folder) != owner:
+        write_json(folder / MARKER, {"stage": owner})
+    return folder
+
+
 def replace_dir(new: str | Path, dest: str | Path) -> None:
     """Move the finished directory `new` onto `dest`, replacing what was there.
 
@@ -73,3 +153,26 @@ def replace_dir(new: str | Path, dest: str | Path) -> None:
         raise
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextmanager
+def building_dir(dest: str | Path, owner: str, own_files: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield an empty folder beside `dest`; when the block succeeds it replaces `dest` whole.
+
+    `dest` must be `owner`'s to replace (`check_owned`, checked before the block runs). The
+    new folder gets `owner`'s marker. On an exception `dest` is left exactly as it was.
+    """
+    dest = Path(dest)
+    check_owned(dest, owner, own_files)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{dest.name}.new-"
+    for stale in dest.parent.glob(f"{prefix}*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dest.parent))
+    try:
+        _publish(tmp, 0o777)
+        yield tmp
+        write_json(tmp / MARKER, {"stage": owner})
+        replace_dir(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
