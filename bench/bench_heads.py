@@ -16,7 +16,6 @@ Random images and labels; random binary region grids, or the real token grids of
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -24,15 +23,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from esgar import schema
+from esgar.masks.store import load_grids
+from esgar.masks.store import region_names as store_regions
+from esgar.models.factory import create_model
+from esgar.models.heads import list_heads
 
-from esgar import schema  # noqa: E402
-from esgar.masks.store import load_grids  # noqa: E402
-from esgar.masks.store import region_names as store_regions  # noqa: E402
-from esgar.models.factory import create_model  # noqa: E402
-from esgar.models.heads import list_heads  # noqa: E402
-
-PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 
 
 def batch_grids(args: argparse.Namespace, regions: list[str], grid: tuple[int, int]
@@ -52,8 +49,9 @@ class Trainer:
                  grids: torch.Tensor):
         torch.manual_seed(0)
         self.dev = torch.device(args.device)
-        self.net = create_model(args.backbone, head, region_names=regions, pretrained=False,
-                                img_size=args.img_size).to(self.dev).train()
+        self.net = create_model(args.backbone, head, region_names=regions,
+                                attribute_regions=PARAMS["model"]["attribute_regions"],
+                                pretrained=False, img_size=args.img_size).to(self.dev).train()
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-5)
         b = args.batch
         self.x = torch.randn(b, 3, args.img_size, args.img_size, device=self.dev)
@@ -119,10 +117,10 @@ def main(argv: list[str] | None = None) -> None:
           f"best of {args.repeats} rounds x {args.iters} steps after {args.warmup} warm-up; "
           + (f"token grids of {args.masks}" if args.masks
              else f"region cells on with p={args.coverage}"))
-    # the regions of the mask store, or those params.yaml models
-    regions = (store_regions(args.masks) if args.masks
-               else yaml.safe_load(PARAMS.read_text())["model"]["regions"])
-    grid = create_model(args.backbone, "global", pretrained=False,
+    # the regions of the mask store, or those params.yaml's masks stage makes
+    regions = store_regions(args.masks) if args.masks else list(PARAMS["masks"]["regions"])
+    grid = create_model(args.backbone, "global", region_names=regions,
+                        attribute_regions=PARAMS["model"]["attribute_regions"], pretrained=False,
                         img_size=args.img_size).grid_size
     grids = batch_grids(args, regions, grid)
     trainers = {h: Trainer(h, args, regions, grids) for h in heads}

@@ -17,7 +17,11 @@ import numpy as np
 import torch
 
 from esgar.masks.parsers import (
-    WEIGHTS, load_parser, parse_batch, parse_one_reference, prepare_for_batches,
+    WEIGHTS,
+    load_parser,
+    parse_batch,
+    parse_one_reference,
+    prepare_for_batches,
 )
 
 
@@ -63,7 +67,8 @@ def main() -> None:
         return out
 
     t_ref, t_fast = timed(reference), timed(batched)
-    agree = np.mean([np.mean(a == b) for a, b in zip(reference(False), batched(False))])
+    agree = np.mean([np.mean(a == b)
+                     for a, b in zip(reference(False), batched(False), strict=True)])
     precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     print(f"| path | images/s |\n|---|---|\n"
           f"| facexlib, one image at a time (fp32) | {args.images / t_ref:.2f} |\n"

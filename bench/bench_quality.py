@@ -28,15 +28,18 @@ from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
 from esgar.metrics import balanced_accuracy, evaluate, per_class_recall
 from esgar.models.factory import create_model
-from esgar.training import TrainConfig, make_loader, predict_logits, train
+from esgar.predict import predict_logits
+from esgar.training import TrainConfig, make_loader, train
 
 REPO = Path(__file__).resolve().parents[1]
-REGIONS = yaml.safe_load((REPO / "params.yaml").read_text())["model"]["regions"]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+REGIONS = list(PARAMS["masks"]["regions"])
+ATTRIBUTE_REGIONS = PARAMS["model"]["attribute_regions"]
 
 
 def build_data(work: Path) -> Path:
     """Synthetic FS2K -> sample table -> mask store, through the pipeline's own stages."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # a copy to change
     params["data"]["source"] = "synthetic"
     params["masks"]["source"] = "import"
     (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -92,20 +95,27 @@ def minority_recall(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(recalls))
 
 
+def model(head: str, args) -> torch.nn.Module:
+    return create_model(args.backbone, head, region_names=REGIONS,
+                        attribute_regions=ATTRIBUTE_REGIONS, pretrained=False,
+                        img_size=args.img_size)
+
+
 def run_one(head: str, seed: int, data: dict, args) -> dict:
     torch.manual_seed(seed)
-    net = create_model(args.backbone, head, region_names=REGIONS, pretrained=False,
-                       img_size=args.img_size)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=seed,
-                      loss="balanced_bce", patience=args.epochs, device="cpu")
+    net = model(head, args)
+    train_params = {k: v for k, v in PARAMS["train"].items()
+                    if k not in ("resume", "out", "metrics", "history")}
+    cfg = TrainConfig(**{**train_params, "epochs": args.epochs, "lr": args.lr, "seed": seed,
+                         "loss": "balanced_bce", "loss_kwargs": {}, "patience": args.epochs,
+                         "device": "cpu"})
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = train(net, data["train"], data["val"], cfg, out, resume=False, progress=False)
+        result = train(net, data["train"], data["val"], cfg, out, resume=False)
         took = time.perf_counter() - start
-        net.load_state_dict(torch.load(Path(out) / "best.pt"))
+        net.load_state_dict(torch.load(Path(out) / "best.pt", weights_only=True))
     test = data["test"]
-    logits, index = predict_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"),
-                                   schema.ATTRIBUTE_NAMES)
+    logits, index = predict_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"))
     truth = test.labels.numpy()[index]
     pred = np.stack([logits[a].argmax(1) for a in schema.ATTRIBUTE_NAMES], 1)
     m = evaluate(truth, pred, n_resamples=0)
@@ -131,12 +141,11 @@ def main() -> None:
         work = build_data(Path(tmp))
         os.chdir(work)
         table = load_table("data/prepared/samples.parquet")
-        grid = create_model(args.backbone, "global", pretrained=False,
-                            img_size=args.img_size).grid_size
-        data = {s: SketchDataset(table[table.split == s], "data/masks", REGIONS, args.img_size,
-                                 grid, train=s == "train") for s in ("train", "val", "test")}
-        probe = masks_alone({s: SketchDataset(table[table.split == s], "data/masks", REGIONS,
-                                              args.img_size, grid, train=False)
+        net = model("global", args)  # every head takes the same inputs
+        data = {s: SketchDataset.for_model(net, table[table.split == s], "data/masks",
+                                           train=s == "train") for s in ("train", "val", "test")}
+        probe = masks_alone({s: SketchDataset.for_model(net, table[table.split == s],
+                                                        "data/masks", train=False)
                              for s in ("train", "test")})
         if args.no_masks:
             data = {s: WholeGridMasks(ds) for s, ds in data.items()}

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from esgar import __version__
+from esgar.errors import EsgarError
+from esgar.io import building_dir
+from esgar.log import configure
 
 
 def _noise_arg(text: str) -> dict[str, dict[int, float]]:
@@ -24,6 +30,9 @@ def _noise_arg(text: str) -> dict[str, dict[int, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="esgar", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"esgar {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print warnings and errors only, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="write a synthetic FS2K in the exact FS2K layout")
@@ -41,14 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
     args = parser.parse_args(argv)
-    if args.command == "synth":
-        from esgar.data.synthetic import generate
+    configure(quiet=args.quiet)
+    try:
+        if args.command == "synth":
+            from esgar.data.synthetic import generate
 
-        summary = generate(
-            args.out_dir, pairs=args.pairs, seed=args.seed, noise=args.noise,
-            label_orders=tuple(args.label_order or ("bisenet",)), workers=args.workers,
-        )
-        print(json.dumps(summary, indent=2))
+            with building_dir(args.out_dir, "esgar synth") as tmp:
+                summary = generate(tmp, pairs=args.pairs, seed=args.seed, noise=args.noise,
+                                   label_orders=tuple(args.label_order or ("bisenet",)),
+                                   workers=args.workers)
+            print(json.dumps(summary, indent=2))
+    except EsgarError as e:
+        print(f"esgar: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

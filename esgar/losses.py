@@ -22,9 +22,9 @@ priors pi_c = n_c / N, each loss is a mean over the batch:
 
 The attribute losses are summed (`attribute_reduction="sum"`, default, ESGAR's multi-task sum)
 or averaged (`"mean"`). Priors always come from the counts given, which the caller computes
-from the current training labels with `class_counts`; a class with no training sample is an
-error unless `smoothing` > 0 adds that many pseudo-samples to every class. Loss names are
-matched exactly: an unknown name raises (ESGAR's release silently trained plain BCE when
+from the current training labels with `esgar.metrics.class_counts`; a class with no training
+sample is an error unless `smoothing` > 0 adds that many pseudo-samples to every class. Loss
+names are matched exactly: an unknown name raises (ESGAR's release silently trained plain BCE when
 `'bal'` was compared with `'Bal'`).
 """
 
@@ -36,44 +36,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from esgar.errors import ConfigError, EsgarError
+
+__all__ = ["LOSSES", "AttributeLoss", "LossError", "build_loss", "check_loss", "class_priors",
+           "class_weights"]
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def class_counts(labels: np.ndarray | Sequence[int], num_classes: int,
-                 allow_zero: bool = False) -> np.ndarray:
-    """labels int [N] in [0, num_classes) -> counts int64 [num_classes].
-
-    Raises ValueError for labels out of range and, unless `allow_zero`, when a class has no
-    sample (balanced losses cannot weight a class they never see).
-    """
-    y = np.asarray(labels)
-    if y.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {y.shape}")
-    if y.size and (not np.issubdtype(y.dtype, np.integer)):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError("labels must be integers")
-        y = y.astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}); got min {y.min()}, "
-                         f"max {y.max()}")
-    counts = np.bincount(y.astype(np.int64), minlength=num_classes).astype(np.int64)
-    if not allow_zero and (counts == 0).any():
-        empty = np.flatnonzero(counts == 0).tolist()
-        raise ValueError(f"class(es) {empty} of {num_classes} have no training sample "
-                         f"(counts {counts.tolist()}); balanced losses need every class: merge "
-                         "or drop the class, or use a loss option smoothing > 0")
-    return counts
+class LossError(EsgarError, ValueError):
+    """The training labels cannot be weighted by the loss asked for (a class never seen...)."""
 
 
 def _checked(counts: np.ndarray | Sequence[int], smoothing: float, what: str = "") -> np.ndarray:
     n = np.asarray(counts, dtype=np.float64)
     if n.ndim != 1 or n.size < 2:
-        raise ValueError(f"{what}counts must be 1-D with >= 2 classes, got {n.tolist()}")
+        raise LossError(f"{what}counts must be 1-D with >= 2 classes, got {n.tolist()}")
     if (n < 0).any():
-        raise ValueError(f"{what}counts must be >= 0, got {n.tolist()}")
+        raise LossError(f"{what}counts must be >= 0, got {n.tolist()}")
     n = n + smoothing
     if (n <= 0).any():
-        raise ValueError(f"{what}class(es) {np.flatnonzero(n <= 0).tolist()} have no training "
+        raise LossError(f"{what}class(es) {np.flatnonzero(n <= 0).tolist()} have no training "
                          f"sample (counts {np.asarray(counts).tolist()}); give smoothing > 0 or "
                          "fix the split")
     return n
@@ -200,25 +183,30 @@ class AttributeLoss:
                 f"attribute_reduction={self.attribute_reduction!r})")
 
 
+def check_loss(name: str, kwargs: Mapping[str, object]) -> None:
+    """ConfigError for a loss name not in `LOSSES` or an option the loss does not take."""
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)} "
+                          "(names are matched exactly)")
+    extra = set(kwargs) - _OPTIONS[name]
+    if extra:
+        raise ConfigError(f"loss {name!r} takes no option(s) {', '.join(sorted(extra))}; it "
+                          f"takes {', '.join(sorted(_OPTIONS[name])) or 'none'}")
+
+
 def build_loss(name: str, counts_per_attribute: Mapping[str, np.ndarray | Sequence[int]],
                attribute_reduction: str = "sum", **kwargs) -> AttributeLoss:
     """The loss `name` (one of `LOSSES`) for these attributes.
 
-    counts_per_attribute: attribute -> training class counts [C] (from `class_counts` on the
-    current training labels); its key order is the column order of the labels tensor.
+    counts_per_attribute: attribute -> training class counts [C] (`esgar.metrics.class_counts`
+    of the current training labels); its key order is the column order of the labels tensor.
     kwargs: the loss's options (balanced_ce: weighting, beta, smoothing; logit_adjusted: tau,
     smoothing; balanced_bce: smoothing); an option the loss does not take is an error.
     """
-    if name not in LOSSES:
-        raise KeyError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)} "
-                       "(names are matched exactly)")
+    check_loss(name, kwargs)
     if attribute_reduction not in ("sum", "mean"):
         raise ValueError("attribute_reduction must be 'sum' or 'mean', "
                          f"got {attribute_reduction!r}")
-    extra = set(kwargs) - _OPTIONS[name]
-    if extra:
-        raise TypeError(f"loss {name!r} takes no option(s) {sorted(extra)}; it takes "
-                        f"{sorted(_OPTIONS[name]) or 'none'}")
     fns = {}
     for a, counts in counts_per_attribute.items():
         counts = np.asarray(counts)

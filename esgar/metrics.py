@@ -1,4 +1,4 @@
-"""Classification metrics per attribute, their means, bootstrap intervals and confusion plots.
+"""Classification metrics per attribute, their means and bootstrap intervals.
 
 Pure numpy: integer label arrays in, numbers or arrays out. Every metric is computed from
 confusion matrices, which are batched for the bootstrap ([..., C, C]). The definitions follow
@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from esgar import schema
+from esgar.errors import EsgarError
 
 MetricFn = Callable[[np.ndarray], np.ndarray]
+
+
+class EmptyClassError(EsgarError, ValueError):
+    """A class has no sample where every class needs one (balanced losses, priors)."""
 
 
 def _labels(y: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -45,6 +49,32 @@ def _num_classes(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int | None
     if seen > num_classes or min(y_true.min(initial=0), y_pred.min(initial=0)) < 0:
         raise ValueError(f"labels must lie in [0, {num_classes})")
     return num_classes
+
+
+def class_counts(labels: np.ndarray | Sequence[int], num_classes: int,
+                 allow_zero: bool = False) -> np.ndarray:
+    """labels int [N] in [0, num_classes) -> counts int64 [num_classes].
+
+    Raises ValueError for labels out of range and, unless `allow_zero`, when a class has no
+    sample (balanced losses cannot weight a class they never see).
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {y.shape}")
+    if y.size and (not np.issubdtype(y.dtype, np.integer)):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError("labels must be integers")
+        y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}); got min {y.min()}, "
+                         f"max {y.max()}")
+    counts = np.bincount(y.astype(np.int64), minlength=num_classes).astype(np.int64)
+    if not allow_zero and (counts == 0).any():
+        empty = np.flatnonzero(counts == 0).tolist()
+        raise EmptyClassError(f"class(es) {empty} of {num_classes} have no training sample "
+                         f"(counts {counts.tolist()}); balanced losses need every class: merge "
+                         "or drop the class, or use a loss option smoothing > 0")
+    return counts
 
 
 def confusion_matrix(y_true: np.ndarray | Sequence[int], y_pred: np.ndarray | Sequence[int],
@@ -148,8 +178,20 @@ def bootstrap_ci(y_true: np.ndarray | Sequence[int], y_pred: np.ndarray | Sequen
     t, p = _labels(y_true), _labels(y_pred)
     c = _num_classes(t, p, num_classes)
     fn = METRICS[metric] if isinstance(metric, str) else metric
-    index = np.random.default_rng(seed).integers(0, len(t), size=(n_resamples, len(t)))
-    values = fn(batched_confusion(t, p, index, c))
+    values = fn(batched_confusion(t, p, bootstrap_index(len(t), n_resamples, seed), c))
+    return percentile_interval(values, confidence)
+
+
+def bootstrap_index(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """int [R, N]: `n_resamples` resamples (with replacement) of the rows 0..n-1, seeded.
+
+    Shared by every metric of a split, so their resamples are paired: the same rows each time.
+    """
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central `confidence` interval of bootstrap values [R] (percentile method)."""
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(values, [alpha, 1 - alpha])
     return float(lo), float(hi)
@@ -183,7 +225,7 @@ def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
     point = {a: confusion_matrix(truth[a], pred[a], k[a])[None] for a in attrs}
     boot = None
     if n_resamples > 0:
-        index = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+        index = bootstrap_index(n, n_resamples, seed)
         boot = {a: batched_confusion(truth[a], pred[a], index, k[a]) for a in attrs}
 
     out: dict[str, float] = {}
@@ -201,56 +243,14 @@ def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
             np.mean([values[f"acc/{a}"][0] for a in paper], 0),
             np.mean([values[f"acc/{a}"][1] for a in paper], 0) if boot else None)
 
-    alpha = (1 - confidence) / 2
     for key, (v, b) in values.items():
         out[key] = float(v[0])
         if b is not None:
-            lo, hi = np.quantile(b, [alpha, 1 - alpha])
-            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(lo), float(hi)
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = percentile_interval(b, confidence)
     for a in attrs:
         names = schema.attribute(a).classes
         cm = point[a][0]
-        for cls, r, support in zip(names, recall_cm(cm), cm.sum(1)):
+        for cls, r, support in zip(names, recall_cm(cm), cm.sum(1), strict=True):
             if support:  # no recall for a class without true samples (JSON has no NaN)
                 out[f"recall/{a}/{cls}"] = float(r)
     return out
-
-
-def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
-                   title: str | None = None, normalize: bool = True) -> Path:
-    """Write a confusion-matrix PNG (rows true, columns predicted; cells show counts and, with
-    `normalize`, row-normalised colour = per-class recall). Uses the Agg canvas directly, so it
-    never touches the global matplotlib backend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cm = np.asarray(cm)
-    c = len(class_names)
-    if cm.shape != (c, c):
-        raise ValueError(f"confusion matrix {cm.shape} does not match {c} class names")
-    rows = cm.sum(1, keepdims=True)
-    shade = cm / np.maximum(rows, 1) if normalize else cm
-    size = 1.6 + 0.75 * c
-    fig = Figure(figsize=(size + 1.0, size), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    im = ax.imshow(shade, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
-                 label="fraction of true class" if normalize else "count")
-    ax.set_xticks(range(c), labels=class_names, rotation=45, ha="right")
-    ax.set_yticks(range(c), labels=class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if title:
-        ax.set_title(title)
-    hi = np.nanmax(shade) if shade.size else 1
-    for i in range(c):
-        for j in range(c):
-            txt = f"{cm[i, j]}" + (f"\n{shade[i, j]:.0%}" if normalize and rows[i, 0] else "")
-            ax.text(j, i, txt, ha="center", va="center", fontsize=8,
-                    color="white" if shade[i, j] > 0.6 * hi else "black")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path

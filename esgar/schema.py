@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["ATTRIBUTES", "ATTRIBUTE_NAMES", "Attribute", "BY_NAME", "COLOR_FIELDS",
+           "FS2K_COUNTS", "FS2K_PAIRS", "PAPER_ATTRIBUTES", "SPLITS", "attribute"]
+
 
 @dataclass(frozen=True)
 class Attribute:
+    """An attribute and its class names in class-index order. Which face region its branch sees
+    is a setting (`model.attribute_regions` in params.yaml), not part of the schema."""
+
     name: str
     classes: tuple[str, ...]
-    region: str  # the region mask ESGAR's branch for this attribute uses
 
     @property
     def num_classes(self) -> int:
@@ -22,13 +27,13 @@ class Attribute:
 
 
 ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("hair", ("with_hair", "without_hair"), "hair"),
-    Attribute("hair_color", ("brown", "black", "red", "no_hair", "golden"), "hair"),
-    Attribute("gender", ("male", "female"), "foreground"),
-    Attribute("earring", ("with_earring", "without_earring"), "earring"),
-    Attribute("smile", ("with_smile", "without_smile"), "face"),
-    Attribute("frontal_face", ("within_30deg", "over_30deg"), "foreground"),
-    Attribute("style", ("style0", "style1", "style2"), "foreground"),
+    Attribute("hair", ("with_hair", "without_hair")),
+    Attribute("hair_color", ("brown", "black", "red", "no_hair", "golden")),
+    Attribute("gender", ("male", "female")),
+    Attribute("earring", ("with_earring", "without_earring")),
+    Attribute("smile", ("with_smile", "without_smile")),
+    Attribute("frontal_face", ("within_30deg", "over_30deg")),
+    Attribute("style", ("style0", "style1", "style2")),
 )
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES)
 BY_NAME: dict[str, Attribute] = {a.name: a for a in ATTRIBUTES}
@@ -40,6 +45,10 @@ PAPER_ATTRIBUTES: tuple[str, ...] = tuple(n for n in ATTRIBUTE_NAMES if n != "ha
 COLOR_FIELDS: dict[str, int] = {"skin_color": 2, "lip_color": 3, "eye_color": 3}
 
 HAIR_COLOR_NO_HAIR = 3  # hair_color's "no-hair" class; consistent records pair it with hair == 1
+
+# The sample table's splits: val is carved out of FS2K's train split; test is FS2K's own and
+# never picks a model.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 # Class counts of FS2K from its README, in class-index order.
 FS2K_COUNTS: dict[str, dict[str, tuple[int, ...]]] = {

@@ -2,45 +2,81 @@
 on the validation split's mean balanced accuracy, resumable, seeded.
 
 The test split never reaches this module: the best checkpoint is chosen on validation only.
+Each piece is a function of its own: `load_checkpoint` (resume, or start over and say why),
+`train_one_epoch`, `record_epoch` (best epoch and patience), `save_checkpoint`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import pickle
 import random
+import time
+import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from esgar import schema
+from esgar.device import check_device, resolve_device
 from esgar.io import atomic_path
-from esgar.losses import build_loss, class_counts
-from esgar.metrics import balanced_accuracy
+from esgar.log import progress
+from esgar.losses import build_loss, check_loss
+from esgar.metrics import balanced_accuracy, class_counts
+from esgar.predict import predict_logits
+
+__all__ = ["TrainConfig", "TrainResult", "load_checkpoint", "make_loader", "record_epoch",
+           "save_checkpoint", "seed_everything", "train", "train_one_epoch", "val_score"]
+
+log = logging.getLogger(__name__)
+BEST, LAST = "best.pt", "last.pt"
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-5
-    weight_decay: float = 0.05
-    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
-    loss: str = "balanced_bce"
-    loss_kwargs: dict[str, Any] = field(default_factory=dict)
-    patience: int = 10  # epochs without a better val mean balanced accuracy before stopping
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+class TrainConfig(BaseModel):
+    """How to train: every value comes from params.yaml's `train` section (no defaults here, so
+    a setting has one home)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    min_lr_ratio: float = Field(ge=0, le=1)  # cosine decays to lr * min_lr_ratio
+    loss: str
+    loss_kwargs: dict[str, Any]
+    patience: int = Field(ge=1)  # epochs without a better val mean balanced acc before stopping
+    seed: int
+    num_workers: int = Field(ge=0)
+    device: str  # auto | cpu | cuda | cuda:N
+    amp: bool  # bf16 autocast on CUDA; ignored on CPU
     attributes: tuple[str, ...] = schema.ATTRIBUTE_NAMES
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, v: str) -> str:
+        return check_device(v)
+
+    @field_validator("attributes")
+    @classmethod
+    def _known_attributes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            schema.attribute(name)
+        return v
+
+    @model_validator(mode="after")
+    def _known_loss(self) -> TrainConfig:
+        check_loss(self.loss, self.loss_kwargs)
+        return self
 
 
 @dataclass
@@ -50,14 +86,6 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, float]]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto'")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:
@@ -82,27 +110,11 @@ def make_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_work
                       persistent_workers=num_workers > 0, drop_last=False)
 
 
-@torch.inference_mode()
-def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device,
-                   attributes: tuple[str, ...], amp: bool = False,
-                   progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Logits per attribute (float [N, C]) and the dataset row index of each (int [N])."""
-    model.eval()
-    out: dict[str, list[np.ndarray]] = {a: [] for a in attributes}
-    index = []
-    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        with torch.autocast(device.type, dtype=torch.bfloat16,
-                            enabled=amp and device.type == "cuda"):
-            logits = model(batch["image"].to(device), batch["grids"].to(device))
-        for a in attributes:
-            out[a].append(logits[a].float().cpu().numpy())
-        index.append(np.asarray(batch["index"]))
-    return {a: np.concatenate(v) for a, v in out.items()}, np.concatenate(index)
-
-
 def val_score(logits: dict[str, np.ndarray], labels: np.ndarray,
               attributes: tuple[str, ...]) -> dict[str, float]:
-    """Balanced accuracy per attribute on the validation split and their mean (`val/mean_bacc`)."""
+    """Balanced accuracy per attribute on the validation split and their mean (`val/mean_bacc`).
+
+    logits: {attribute: [N,C]}; labels int [N,A], columns in `attributes` order."""
     scores = {f"val/bacc/{a}": balanced_accuracy(labels[:, j], logits[a].argmax(1))
               for j, a in enumerate(attributes)}
     scores["val/mean_bacc"] = float(np.mean(list(scores.values())))
@@ -116,28 +128,111 @@ def _lr_lambda(total_steps: int, min_ratio: float) -> Callable[[int], float]:
     return f
 
 
-def _fingerprint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+def fingerprint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed: the network and the optimisation."""
-    keep = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "num_workers", "device")}
-    return {"model": getattr(model, "config", type(model).__name__), "train": keep}
+    keep = cfg.model_dump(exclude={"epochs", "num_workers", "device"}, mode="json")
+    return json.loads(json.dumps(
+        {"model": getattr(model, "config", type(model).__name__), "train": keep}, default=str))
 
 
 def _finished(state: dict[str, Any], cfg: TrainConfig) -> bool:
     return state["epoch"] >= cfg.epochs or state["stale"] >= cfg.patience
 
 
+def _set_aside(path: Path, why: str) -> Path:
+    aside = path.with_name(f"{path.stem}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    path.rename(aside)
+    log.warning("%s is unreadable (%s); moved it to %s and starting over", path, why, aside.name)
+    return aside
+
+
+def load_checkpoint(path: Path, expected: dict[str, Any], cfg: TrainConfig,
+                    device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at `path` if it continues an interrupted run of this network and settings;
+    None (and the reason logged) when there is none, it is of another run or a finished one, or
+    it is unreadable (a truncated file is renamed aside, never deleted). Loads tensors only
+    (`weights_only=True`): a checkpoint from elsewhere cannot run code."""
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        if not {"model", "optimizer", "scheduler", "state", "fingerprint"} <= set(ckpt):
+            raise KeyError("entries missing")
+    except (RuntimeError, OSError, EOFError, KeyError, TypeError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as e:
+        _set_aside(path, (str(e).strip().splitlines() or [type(e).__name__])[0])
+        return None
+    if ckpt["fingerprint"] != expected:
+        log.info("%s is of another model or settings; starting over", path)
+        return None
+    if _finished(ckpt["state"], cfg):
+        # resuming is for interrupted runs; a finished one asked for again (new data or code
+        # upstream) is trained again, not returned as it was
+        log.info("%s holds a finished run; starting over", path)
+        return None
+    return ckpt
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any],
+                    loader: DataLoader, expected: dict[str, Any]) -> None:
+    """Everything `load_checkpoint` needs to continue exactly, written atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "state": state,
+                    "loader_rng": loader.generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "fingerprint": expected}, tmp)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
+                    optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
+                    amp: bool, desc: str) -> float:
+    """One pass over `loader` (batches of image, grids, labels); the mean training loss."""
+    model.train()
+    running, seen = 0.0, 0
+    bar = progress(loader, desc=desc, leave=False, unit="batch")
+    for batch in bar:
+        images, grids = batch["image"].to(device), batch["grids"].to(device)
+        labels = batch["labels"].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(images, grids)
+        loss = loss_fn({a: v.float() for a, v in logits.items()}, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running += loss.item() * len(images)
+        seen += len(images)
+        bar.set_postfix(loss=f"{running / seen:.4f}")
+    return running / max(seen, 1)
+
+
+def record_epoch(state: dict[str, Any], epoch: int, metrics: dict[str, float]) -> bool:
+    """Add an epoch's metrics to `state` (history, best epoch, epochs without improvement);
+    True when it is the best so far."""
+    improved = metrics["val/mean_bacc"] > state["best_score"]
+    if improved:
+        state.update(best_score=metrics["val/mean_bacc"], best_epoch=epoch, stale=0)
+    else:
+        state["stale"] += 1
+    state["epoch"] = epoch
+    state["history"].append({"epoch": epoch, **metrics})
+    return improved
+
+
 def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
           out_dir: str | Path, resume: bool = True,
-          on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-          progress: bool = True) -> TrainResult:
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train `model` (images [B,3,S,S], grids [B,R,gh,gw] -> {attribute: logits [B,C]}).
 
     Writes `out_dir/last.pt` every epoch (model, optimiser, schedule, RNG states, history) and
     `out_dir/best.pt` (model weights) when the validation mean balanced accuracy improves.
     With `resume`, an existing `last.pt` of an interrupted run of the same network and settings
     continues where it stopped; one of another network or settings, or of a finished run,
-    starts over. Asking for more epochs than a finished run had continues it: the cosine
-    schedule then stretches to the new length from the step it had reached.
+    starts over (and a stale `best.pt` is removed, so it can never pass for this run's).
+    Asking for more epochs than a finished run had continues it: the cosine schedule then
+    stretches to the new length from the step it had reached.
     `on_epoch(epoch, metrics)` is called after each epoch (for experiment tracking).
     """
     out_dir = Path(out_dir)
@@ -161,69 +256,34 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
         optimizer, _lr_lambda(cfg.epochs * len(train_loader), cfg.min_lr_ratio))
     amp = cfg.amp and device.type == "cuda"
 
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": []}
-    last = out_dir / "last.pt"
-    fingerprint = json.loads(json.dumps(_fingerprint(model, cfg), default=str))
-    ckpt = torch.load(last, map_location=device, weights_only=False) if (
-        resume and last.exists()) else None
-    if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
-        print(f"train: {last} is of another model or settings; starting over")
-        ckpt = None
-    if ckpt is not None and _finished(ckpt["state"], cfg):
-        # resuming is for interrupted runs; a finished one asked for again (new data or code
-        # upstream) is trained again, not returned as it was
-        print(f"train: {last} holds a finished run; starting over")
-        ckpt = None
-    if ckpt is not None:
+    expected = fingerprint(model, cfg)
+    ckpt = load_checkpoint(out_dir / LAST, expected, cfg, device) if resume else None
+    if ckpt is None:
+        state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": []}
+        (out_dir / BEST).unlink(missing_ok=True)
+    else:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         train_loader.generator.set_state(ckpt["loader_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
-        if progress:
-            print(f"train: resuming after epoch {state['epoch']} from {last}")
+        log.info("resuming after epoch %d from %s", state["epoch"], out_dir / LAST)
 
-    while state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
+    while not _finished(state, cfg):
         epoch = state["epoch"] + 1
-        model.train()
-        running, seen = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress,
-                   leave=False)
-        for batch in bar:
-            images, grids = batch["image"].to(device), batch["grids"].to(device)
-            labels = batch["labels"].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(images, grids)
-            loss = loss_fn({a: v.float() for a, v in logits.items()}, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item() * len(images)
-            seen += len(images)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
-        logits, index = predict_logits(model, val_loader, device, attrs, amp)
-        metrics = {"train/loss": running / max(seen, 1), "lr": scheduler.get_last_lr()[0],
+        loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device, amp,
+                               desc=f"epoch {epoch}/{cfg.epochs}")
+        logits, index = predict_logits(model, val_loader, device, amp)
+        metrics = {"train/loss": loss, "lr": scheduler.get_last_lr()[0],
                    **val_score(logits, val_labels[index], attrs)}
-        improved = metrics["val/mean_bacc"] > state["best_score"]
-        if improved:
-            state.update(best_score=metrics["val/mean_bacc"], best_epoch=epoch, stale=0)
-            with atomic_path(out_dir / "best.pt") as tmp:
+        if record_epoch(state, epoch, metrics):
+            with atomic_path(out_dir / BEST) as tmp:
                 torch.save(model.state_dict(), tmp)
-        else:
-            state["stale"] += 1
-        state["epoch"] = epoch
-        state["history"].append({"epoch": epoch, **metrics})
-        with atomic_path(last) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "state": state,
-                        "loader_rng": train_loader.generator.get_state(),
-                        "torch_rng": torch.get_rng_state(), "fingerprint": fingerprint}, tmp)
-        if progress:
-            print(f"epoch {epoch}: loss {metrics['train/loss']:.4f}  "
-                  f"val mean balanced acc {metrics['val/mean_bacc']:.4f}"
-                  + ("  (best)" if improved else ""))
+        save_checkpoint(out_dir / LAST, model, optimizer, scheduler, state, train_loader,
+                        expected)
+        log.info("epoch %d: loss %.4f, val mean balanced acc %.4f%s", epoch, loss,
+                 metrics["val/mean_bacc"], " (best)" if state["best_epoch"] == epoch else "")
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 

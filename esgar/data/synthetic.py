@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,9 +26,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
 
-from esgar import schema
+from esgar import log, schema
+from esgar.errors import ConfigError, OutputError
 from esgar.data import layout
 from esgar.masks.labels import BISENET_CLASSES, LABEL_ORDERS, remap
 
@@ -337,24 +335,24 @@ def _missing(value: list[float], form: int) -> Any:
 def _check_args(pairs: int, priors: dict, noise: dict, label_orders: Sequence[str],
                 missing_color_rate: float) -> None:
     if pairs < MIN_PAIRS:
-        raise ValueError(f"pairs must be at least {MIN_PAIRS}, got {pairs}")
+        raise ConfigError(f"pairs must be at least {MIN_PAIRS}, got {pairs}")
     for order in label_orders:
         if order not in LABEL_ORDERS:
-            raise ValueError(f"unknown label order {order!r}; known: {', '.join(LABEL_ORDERS)}")
+            raise ConfigError(f"unknown label order {order!r}; known: {', '.join(LABEL_ORDERS)}")
     for attr, per_split in priors.items():
         a = schema.attribute(attr)
         for split, w in per_split.items():
             if split not in SUBSET_SHARE or len(w) != a.num_classes or min(w) < 0 or sum(w) <= 0:
-                raise ValueError(f"priors[{attr}][{split}] must be {a.num_classes} non-negative "
+                raise ConfigError(f"priors[{attr}][{split}] must be {a.num_classes} non-negative "
                                  f"weights for split train or test, got {w!r}")
     for attr, rates in noise.items():
         a = schema.attribute(attr)
         for cls, rate in rates.items():
             if not 0 <= int(cls) < a.num_classes or not 0.0 <= float(rate) <= 1.0:
-                raise ValueError(f"noise[{attr}][{cls}]={rate}: class must be in "
+                raise ConfigError(f"noise[{attr}][{cls}]={rate}: class must be in "
                                  f"0..{a.num_classes - 1} and rate in [0, 1]")
     if not 0.0 <= missing_color_rate <= 1.0:
-        raise ValueError(f"missing_color_rate must be in [0, 1], got {missing_color_rate}")
+        raise ConfigError(f"missing_color_rate must be in [0, 1], got {missing_color_rate}")
 
 
 def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
@@ -364,6 +362,8 @@ def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
              workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Write a synthetic FS2K into `out_dir` and return a JSON-able summary.
 
+    `out_dir` must be absent or empty; write it beside its final place and move it there when
+    complete (`esgar.io.building_dir`, as the download stage and `esgar synth` do).
     Writes `out_dir/FS2K/` (FS2K's layout), `out_dir/parsing/<order>/photoN/imageXXXX.png`
     (uint8 label maps, 19 CelebAMask-HQ classes in that parser's order), `label_noise.csv`
     (`image_name,split,attribute,true_label,noisy_label`, one row per flipped label) and
@@ -374,9 +374,8 @@ def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
     noise = {a: {int(c): float(r) for c, r in v.items()} for a, v in (noise or {}).items()}
     given = priors or {}
     _check_args(pairs, given, noise, label_orders, missing_color_rate)
-    fs2k = out_dir / "FS2K"
-    if fs2k.exists() and any(fs2k.iterdir()):
-        raise FileExistsError(f"{fs2k} exists and is not empty; remove it or pick another folder")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise OutputError(f"{out_dir} exists and is not empty; remove it or pick another folder")
     all_priors = {s: {a.name: given.get(a.name, {}).get(s, schema.FS2K_COUNTS[s][a.name])
                       for a in schema.ATTRIBUTES} for s in ("train", "test")}
     n_split = dict(zip(("train", "test"), quota(pairs, [schema.FS2K_PAIRS["train"],
@@ -385,43 +384,37 @@ def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
     jobs: list[_Job] = []
     flips_log: list[tuple[str, str, str, int, int]] = []
     counts: dict[str, dict[str, list[int]]] = {}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.synth-", dir=out_dir.parent
-                                if out_dir.parent.exists() else None))
-    try:
-        numbers: dict[str, int] = {}  # image numbers run on across splits, as FS2K's do
-        for si, split in enumerate(("train", "test")):
-            n = int(n_split[split])
-            # separate streams, so adding label noise changes no image
-            rng = np.random.default_rng([seed, 1_000_003, si])
-            true = assign_labels(n, all_priors[split], rng)
-            subsets = _shuffled(quota(n, list(SUBSET_SHARE[split].values())), rng)
-            noisy, flips = apply_noise(true, noise, np.random.default_rng([seed, 2_000_003, si]))
-            names = list(SUBSET_SHARE[split])
-            recs = []
-            for i in range(n):
-                subset = names[subsets[i]]
-                numbers[subset] = numbers.get(subset, 0) + 1
-                image_name = f"{subset}/image{numbers[subset]:04d}"
-                jobs.append(_Job(len(jobs), image_name, {a: int(true[a][i]) for a in true},
-                                 seed, str(tmp), tuple(label_orders)))
-                recs.append({"image_name": image_name,
-                             **{a.name: int(noisy[a.name][i]) for a in schema.ATTRIBUTES}})
-            flips_log += [(recs[i]["image_name"], split, a, t, v) for i, a, t, v in flips]
-            counts[split] = {a.name: np.bincount(noisy[a.name], minlength=a.num_classes).tolist()
-                             for a in schema.ATTRIBUTES}
-            records[split] = recs
-        _make_dirs(tmp, jobs, label_orders)
-        colours = _draw_all(jobs, workers, progress)
-        _write_annotations(tmp, records, colours, missing_color_rate, seed)
-        _write_noise_log(tmp / "label_noise.csv", flips_log)
-        summary = {"version": VERSION, "pairs": pairs, "seed": seed, "priors": all_priors,
-                   "noise": {a: {str(c): r for c, r in v.items()} for a, v in noise.items()},
-                   "label_orders": list(label_orders), "missing_color_rate": missing_color_rate,
-                   "class_counts": counts, "flipped_labels": len(flips_log)}
-        (tmp / "synthetic.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-        _move_into(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    numbers: dict[str, int] = {}  # image numbers run on across splits, as FS2K's do
+    for si, split in enumerate(("train", "test")):
+        n = int(n_split[split])
+        # separate streams, so adding label noise changes no image
+        rng = np.random.default_rng([seed, 1_000_003, si])
+        true = assign_labels(n, all_priors[split], rng)
+        subsets = _shuffled(quota(n, list(SUBSET_SHARE[split].values())), rng)
+        noisy, flips = apply_noise(true, noise, np.random.default_rng([seed, 2_000_003, si]))
+        names = list(SUBSET_SHARE[split])
+        recs = []
+        for i in range(n):
+            subset = names[subsets[i]]
+            numbers[subset] = numbers.get(subset, 0) + 1
+            image_name = f"{subset}/image{numbers[subset]:04d}"
+            jobs.append(_Job(len(jobs), image_name, {a: int(true[a][i]) for a in true},
+                             seed, str(out_dir), tuple(label_orders)))
+            recs.append({"image_name": image_name,
+                         **{a.name: int(noisy[a.name][i]) for a in schema.ATTRIBUTES}})
+        flips_log += [(recs[i]["image_name"], split, a, t, v) for i, a, t, v in flips]
+        counts[split] = {a.name: np.bincount(noisy[a.name], minlength=a.num_classes).tolist()
+                         for a in schema.ATTRIBUTES}
+        records[split] = recs
+    _make_dirs(out_dir, jobs, label_orders)
+    colours = _draw_all(jobs, workers, progress)
+    _write_annotations(out_dir, records, colours, missing_color_rate, seed)
+    _write_noise_log(out_dir / "label_noise.csv", flips_log)
+    summary = {"version": VERSION, "pairs": pairs, "seed": seed, "priors": all_priors,
+               "noise": {a: {str(c): r for c, r in v.items()} for a, v in noise.items()},
+               "label_orders": list(label_orders), "missing_color_rate": missing_color_rate,
+               "class_counts": counts, "flipped_labels": len(flips_log)}
+    (out_dir / "synthetic.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
 
@@ -435,9 +428,9 @@ def _make_dirs(root: Path, jobs: list[_Job], label_orders: Sequence[str]) -> Non
             (root / "parsing" / order / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _draw_all(jobs: list[_Job], workers: int | None, progress: bool) -> dict[str, dict]:
+def _draw_all(jobs: list[_Job], workers: int | None, show: bool) -> dict[str, dict]:
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(jobs), desc="synthetic FS2K", unit="pair", disable=not progress)
+    bar = log.progress(total=len(jobs), desc="synthetic FS2K", unit="pair", disable=not show)
     out = {}
     if workers == 1:
         for job in jobs:
@@ -474,15 +467,3 @@ def _write_noise_log(path: Path, flips: list[tuple[str, str, str, int, int]]) ->
     lines = ["image_name,split,attribute,true_label,noisy_label"]
     lines += [",".join(map(str, f)) for f in sorted(flips)]
     path.write_text("\n".join(lines) + "\n")
-
-
-def _move_into(tmp: Path, out_dir: Path) -> None:
-    """Move the finished tree into out_dir (created if needed), entry by entry."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(tmp.iterdir()):
-        dest = out_dir / entry.name
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
-        os.replace(entry, dest)

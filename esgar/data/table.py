@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from esgar import schema
 from esgar.active.relabels import apply_relabels
 from esgar.data.splits import iterative_split
+from esgar.errors import EsgarError
+from esgar.metrics import class_counts
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+__all__ = ["TableError", "assign_splits", "build_sample_table", "counts_by_split", "load_table"]
+
+
+class TableError(EsgarError, ValueError):
+    """The sample table is missing or is not one."""
 
 
 def assign_splits(table: pd.DataFrame, val_fraction: float, seed: int) -> pd.Series:
@@ -46,23 +51,24 @@ def build_sample_table(fs2k: pd.DataFrame, val_fraction: float, seed: int,
     return table, warnings
 
 
-def class_counts(table: pd.DataFrame) -> dict[str, dict[str, list[int]]]:
+def counts_by_split(table: pd.DataFrame) -> dict[str, dict[str, list[int]]]:
     """{split: {attribute: counts per class index}} of the current labels."""
-    out: dict[str, dict[str, list[int]]] = {}
-    for split in SPLITS:
-        part = table[table["split"] == split]
-        out[split] = {
-            a.name: np.bincount(part[a.name], minlength=a.num_classes).tolist()
-            for a in schema.ATTRIBUTES
-        }
-    return out
+    return {split: {a.name: class_counts(table.loc[table["split"] == split, a.name].to_numpy(),
+                                         a.num_classes, allow_zero=True).tolist()
+                    for a in schema.ATTRIBUTES}
+            for split in schema.SPLITS}
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
     """Read the sample table, checking it has the columns stages rely on."""
-    table = pd.read_parquet(path)
+    try:
+        table = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise TableError(f"{path}: no sample table (run the prepare stage)") from None
+    except (OSError, ValueError) as e:
+        raise TableError(f"{path}: not a readable parquet file ({e})") from None
     need = {"sample_id", "split", "sketch_path", "photo_path", *schema.ATTRIBUTE_NAMES}
     missing = sorted(need - set(table.columns))
     if missing:
-        raise ValueError(f"{path}: not a sample table, missing column(s) {', '.join(missing)}")
+        raise TableError(f"{path}: not a sample table, missing column(s) {', '.join(missing)}")
     return table

@@ -14,11 +14,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from esgar.errors import EsgarError
 from esgar.masks.labels import LABEL_ORDERS, remap
 
+__all__ = ["MaskError", "MissingMaskError", "read_label_map", "read_region_folder"]
 
-class MaskError(ValueError):
+
+class MaskError(EsgarError, ValueError):
     """A mask file cannot be used; the message names the file and the problem."""
+
+
+class MissingMaskError(MaskError):
+    """A sample has no mask file (`masks.import.missing_sample: empty` tolerates it)."""
 
 
 def _read_png(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -27,7 +34,7 @@ def _read_png(path: Path, size: tuple[int, int]) -> np.ndarray:
     size: the (width, height) the sample's sketch has.
     """
     if not path.is_file():
-        raise MaskError(f"{path}: no mask file for this sample")
+        raise MissingMaskError(f"{path}: no mask file for this sample")
     try:
         with Image.open(path) as im:
             im.load()

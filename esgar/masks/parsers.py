@@ -14,9 +14,16 @@ from urllib.error import URLError
 import cv2
 import numpy as np
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from esgar.device import bf16_available, resolve_device
+from esgar.errors import ConfigError, EsgarError
 from esgar.masks.labels import remap
+from esgar.net import probe_target, reachable, socket_timeout
+
+__all__ = ["PARSERS", "PRECISIONS", "ParserWeightsError", "load_parser", "parse_batch",
+           "parse_one_reference", "prepare_for_batches"]
 
 INPUT_SIZE = 512
 WEIGHTS: dict[str, tuple[str, str]] = {
@@ -25,43 +32,55 @@ WEIGHTS: dict[str, tuple[str, str]] = {
     "parsenet": ("parsing_parsenet.pth",
                  "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth"),
 }
+DOWNLOAD_TIMEOUT_S = 30.0  # facexlib's download sets none: a silent host would hang it
+PARSERS = tuple(WEIGHTS)
+PRECISIONS = ("auto", "bf16", "fp32")
 NORMALISE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "bisenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "bisenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
     "parsenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 
-class ParserWeightsError(RuntimeError):
+class ParserWeightsError(EsgarError):
     """The parser's weights are not on disk and cannot be downloaded."""
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def _missing_weights(name: str, where: Path, url: str, why: str) -> ParserWeightsError:
+    file = WEIGHTS[name][0]
+    return ParserWeightsError(
+        f"the {name} face parser needs its weights {file}, which are not at {where} and "
+        f"could not be downloaded ({why}).\n"
+        f"Download {url} on a machine with network, put it in a folder here and set "
+        f"masks.weights_dir in params.yaml to that folder (or use masks.source: import).")
 
 
 def load_parser(name: str, weights_dir: str | Path | None, device: str = "auto") -> nn.Module:
-    """facexlib's parsing model `name`, in eval mode on `device`."""
+    """facexlib's parsing model `name`, in eval mode on `device`.
+
+    Weights missing from `weights_dir` (or facexlib's own folder) are downloaded by facexlib,
+    whose download has no timeout: the host is probed first, so an unreachable or silent one
+    fails within seconds with a message saying where to put the file."""
     if name not in WEIGHTS:
-        raise ValueError(f"unknown parser {name!r}; use one of {', '.join(WEIGHTS)}")
+        raise ConfigError(f"unknown parser {name!r}; use one of {', '.join(WEIGHTS)}")
     from facexlib.parsing import init_parsing_model
+    from facexlib.utils.misc import ROOT_DIR
 
     file, url = WEIGHTS[name]
     root = str(Path(weights_dir).resolve()) if weights_dir else None
+    local = Path(root or Path(ROOT_DIR) / "facexlib" / "weights") / file
+    if not local.is_file():
+        reason = reachable(*probe_target(url))
+        if reason:
+            raise _missing_weights(name, local, url, reason)
     try:
-        return init_parsing_model(name, device=str(resolve_device(device)), model_rootpath=root)
+        with socket_timeout(DOWNLOAD_TIMEOUT_S):
+            return init_parsing_model(name, device=str(resolve_device(device)),
+                                      model_rootpath=root)
     except (URLError, OSError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and "state_dict" in str(e):
             raise ParserWeightsError(f"{Path(root or '.') / file}: not {name} weights ({e})"
                                      ) from None
-        where = Path(weights_dir) / file if weights_dir else file
-        raise ParserWeightsError(
-            f"the {name} face parser needs its weights {file}, which are not at {where} and "
-            f"could not be downloaded ({type(e).__name__}: {e}).\n"
-            f"Download {url} on a machine with network, put it in a folder here and set "
-            f"masks.weights_dir in params.yaml to that folder (or use masks.source: import)."
-        ) from None
+        raise _missing_weights(name, local, url, f"{type(e).__name__}: {e}") from None
 
 
 def _to_batch(images_bgr: Sequence[np.ndarray], name: str, device: torch.device) -> torch.Tensor:
@@ -71,12 +90,6 @@ def _to_batch(images_bgr: Sequence[np.ndarray], name: str, device: torch.device)
     x = torch.from_numpy(resized[..., ::-1].copy()).to(device).permute(0, 3, 1, 2).float() / 255
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in NORMALISE[name])
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-
-
-def bf16_available(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @torch.inference_mode()
@@ -93,7 +106,7 @@ def parse_batch(model: nn.Module, name: str, images_bgr: Sequence[np.ndarray],
         logits = model(_to_batch(images_bgr, name, device))[0]
     labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
     return [remap(cv2.resize(lab, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_NEAREST),
-                  name) for lab, im in zip(labels, images_bgr)]
+                  name) for lab, im in zip(labels, images_bgr, strict=True)]
 
 
 @torch.no_grad()

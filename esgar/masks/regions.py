@@ -13,22 +13,10 @@ import numpy as np
 
 from esgar.masks.labels import CANONICAL_CLASSES
 
+__all__ = ["MAX_REGIONS", "apply_fallback", "bits_to_masks", "check_regions", "label_to_bits",
+           "masks_to_bits", "region_lut"]
+
 MAX_REGIONS = 16
-
-DEFAULT_REGIONS: dict[str, list[str]] = {
-    "hair": ["hair"],
-    "earring": ["ear_r"],
-    "face": ["skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "nose", "mouth", "u_lip",
-             "l_lip"],
-    "foreground": [c for c in CANONICAL_CLASSES if c != "background"],
-    "mouth": ["mouth", "u_lip", "l_lip"],
-    "eyes": ["l_eye", "r_eye", "eye_g"],
-    "brows": ["l_brow", "r_brow"],
-    "nose": ["nose"],
-    "ears": ["l_ear", "r_ear", "ear_r"],
-    "neck": ["neck", "neck_l"],
-}
-
 
 def check_regions(regions: Mapping[str, Sequence[str]]) -> None:
     """ValueError naming the first region that is not a non-empty set of known classes."""

@@ -24,7 +24,11 @@ import pandas as pd
 from PIL import Image
 
 from esgar.io import write_json, write_with
+from esgar.masks.importer import MaskError
 from esgar.masks.regions import bits_to_masks, masks_to_bits
+
+__all__ = ["load_grids", "load_index", "load_region_masks", "read_meta", "region_names",
+           "region_png", "write_grids", "write_index", "write_meta", "write_region_masks"]
 
 
 def region_png(store: str | Path, sample_id: str) -> Path:
@@ -43,8 +47,11 @@ def write_region_masks(store: str | Path, sample_id: str, masks: np.ndarray) -> 
 def read_meta(store: str | Path) -> dict[str, Any]:
     path = Path(store) / "meta.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no mask store here (run the masks stage)")
-    return json.loads(path.read_text())
+        raise MaskError(f"{path}: no mask store here (run the masks stage)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise MaskError(f"{path}: not a mask store description ({e})") from None
 
 
 def region_names(store: str | Path) -> list[str]:
@@ -56,7 +63,8 @@ def load_region_masks(store: str | Path, sample_id: str, n_regions: int | None =
     """bool [R,H,W] of one sample, regions in the order of meta.json."""
     path = region_png(store, sample_id)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no region masks for sample {sample_id}")
+        raise MaskError(f"{path}: no region masks for sample {sample_id} (the mask store is "
+                        "of another sample table: run the masks stage)")
     with Image.open(path) as im:
         bits = np.asarray(im).astype(np.uint16)
     return bits_to_masks(bits, n_regions if n_regions is not None else len(region_names(store)))
@@ -71,8 +79,8 @@ def load_grids(store: str | Path, grid: tuple[int, int]) -> tuple[list[str], np.
     path = Path(store) / f"grids_{grid[0]}x{grid[1]}.npy"
     if not path.is_file():
         have = sorted(p.name for p in Path(store).glob("grids_*.npy"))
-        raise FileNotFoundError(f"{path}: no grids of that size; stored: {have} "
-                                "(add the size to masks.grids in params.yaml)")
+        raise MaskError(f"{path}: no grids of that size; stored: {have} "
+                        "(add the size to masks.grids in params.yaml)")
     return load_index(store)["sample_id"].tolist(), np.load(path)
 
 

@@ -13,6 +13,7 @@ falls back to random weights on its own.
 
 from __future__ import annotations
 
+import difflib
 import math
 import sys
 from pathlib import Path
@@ -21,24 +22,34 @@ import timm
 import torch
 from torch import nn
 
-DEFAULT_BACKBONE = "swin_tiny_patch4_window7_224"
+from esgar.errors import ConfigError, EsgarError
+
+__all__ = ["Backbone", "PretrainedWeightsError", "check_backbone_name", "create_backbone",
+           "load_local_weights"]
 
 # key prefixes of checkpoints that wrap the backbone (ours: AttributeModel.backbone.model)
 _WRAPPER_PREFIXES = ("backbone.model.", "model.", "module.")
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(EsgarError):
     """Pretrained weights were asked for and could not be loaded."""
 
 
 class Backbone(nn.Module):
-    """A timm model's `forward_features`, as a grid [B, num_features, h, w]."""
+    """A timm model's `forward_features`, as a grid [B, num_features, h, w].
+
+    `mean` and `std` are the input normalisation of the model's timm config (ImageNet's for
+    most, others for e.g. CLIP-trained models): images are fed as (x / 255 - mean) / std.
+    """
 
     def __init__(self, model: nn.Module, name: str, img_size: int):
         super().__init__()
         self.model = model
         self.name = name
         self.img_size = img_size
+        data_config = timm.data.resolve_model_data_config(model)
+        self.mean = tuple(float(v) for v in data_config["mean"])
+        self.std = tuple(float(v) for v in data_config["std"])
         self.num_features = int(model.num_features)
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0) or 0)
         self.output_fmt = getattr(model, "output_fmt", None)
@@ -97,6 +108,15 @@ class Backbone(nn.Module):
             self.train(was_training)
 
 
+def check_backbone_name(name: str) -> None:
+    """ConfigError unless timm knows a model `name`; the message suggests close names."""
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
+    raise ConfigError(f"unknown backbone {name!r}: timm has no such model{hint}")
+
+
 def _timm_model(name: str, img_size: int | None, **kwargs) -> nn.Module:
     """timm.create_model with no classifier; `img_size` goes to the families that take one."""
     if img_size is not None:
@@ -147,13 +167,14 @@ def load_local_weights(model: nn.Module, path: str | Path) -> None:
             f"of {len(want)} tensors missing ({shown})")
 
 
-def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool | str | Path = False,
+def create_backbone(name: str, pretrained: bool | str | Path = False,
                     img_size: int | None = None) -> Backbone:
     """A timm backbone giving [B,C,h,w] grids; `pretrained`: True (hub), a path, or False.
 
     img_size: the input size (passed to families that need it, e.g. Swin/ViT); None: the
     model's default (224 for most).
     """
+    check_backbone_name(name)
     if pretrained is True:
         try:
             model = _timm_model(name, img_size, pretrained=True)

@@ -1,15 +1,21 @@
-"""`create_model(backbone, head, ...)`: a timm backbone and an attribute head, by name.
+"""Models by name, timm style: a timm backbone and an attribute head; trained ones from a folder.
 
-    net = create_model("resnet18", "esg", pretrained=False, img_size=128)
+    net = create_model("resnet18", "esg", region_names=regions, attribute_regions=table,
+                       pretrained=False, img_size=128)
     logits = net(images, grids)                  # {attribute: [B, num_classes]}
     logits, maps = net(images, grids, return_attention=True)   # maps: {attribute: [B,h,w]}
+    net, info = load_trained("models/esgar")     # what the train stage wrote
 
-`net.grid_size` is the (h, w) the region grids must have for `img_size` inputs;
-`net.config` holds the keyword arguments that rebuild the same network (JSON-able).
+`net.grid_size` is the (h, w) the region grids must have for `img_size` inputs, `net.mean` /
+`net.std` the backbone's input normalisation, `net.config` the keyword arguments that rebuild
+the same network (JSON-able).
 """
 
 from __future__ import annotations
 
+import json
+import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +24,22 @@ import torch
 from torch import nn
 
 from esgar import schema
-from esgar.models.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
-from esgar.models.heads import create_head, list_heads
+from esgar.errors import ConfigError, EsgarError
+from esgar.io import atomic_path, write_json
+from esgar.models.backbones import Backbone, create_backbone
+from esgar.models.heads import (
+    check_head_kwargs, check_model_regions, create_head, list_heads,
+)
 from esgar.schema import Attribute
+
+__all__ = ["AttributeModel", "ModelLoadError", "check_model_regions", "create_model",
+           "load_trained", "save_trained", "save_weights"]
+
+MODEL_FILE = "model.json"
+
+
+class ModelLoadError(EsgarError):
+    """A trained-model folder is missing, incomplete, or holds something else."""
 
 
 class AttributeModel(nn.Module):
@@ -43,12 +62,16 @@ class AttributeModel(nn.Module):
         self.config = dict(config or {})
 
     @property
-    def img_size(self) -> int:
-        return self.backbone.img_size
-
-    @property
     def grid_size(self) -> tuple[int, int]:
         return self.backbone.grid_size(self.backbone.img_size)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.backbone.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.backbone.std
 
     def forward(self, images: torch.Tensor, region_grids: torch.Tensor | None = None,
                 return_attention: bool = False):
@@ -61,38 +84,29 @@ def _attributes(attributes: Sequence[Attribute | str] | None) -> tuple[Attribute
     return tuple(a if isinstance(a, Attribute) else schema.attribute(a) for a in attributes)
 
 
-def create_model(backbone: str = DEFAULT_BACKBONE, head: str = "esg",
-                 attributes: Sequence[Attribute | str] | None = None,
-                 region_names: Sequence[str] | None = None,
-                 attribute_regions: Mapping[str, str] | None = None,
-                 *, pretrained: bool | str | Path, img_size: int | None = 224,
+def create_model(backbone: str, head: str, *, region_names: Sequence[str],
+                 attribute_regions: Mapping[str, str], pretrained: bool | str | Path,
+                 img_size: int | None, attributes: Sequence[Attribute | str] | None = None,
                  **head_kwargs: Any) -> AttributeModel:
     """Build an `AttributeModel`.
 
     backbone: a timm model name. head: one of `list_heads()`.
-    attributes: `Attribute`s or names (default: all of `schema.ATTRIBUTES`).
-    attribute_regions: attribute -> region name; attributes left out keep their schema default.
-    region_names: the order of the grid channels (default: the regions of `attribute_regions`
-      in order of first use). ESG needs each attribute's region among them; SSP+SSG and LSA use
-      all of them.
+    region_names: the regions of the grids, in channel order (a mask store's regions).
+    attribute_regions: attribute -> the region its branch sees (ESGAR's table is in
+      params.yaml); every modelled attribute needs one.
     pretrained: True (timm hub weights; fails clearly when unreachable), a local weights file,
       or False (random init). No default: say which.
     img_size: input side in pixels (None: the backbone's default).
+    attributes: `Attribute`s or names (default: all of `schema.ATTRIBUTES`).
     head_kwargs: passed to the head (e.g. esg: pooling, num_heads, hidden, dropout).
     """
     if head not in list_heads():
-        raise KeyError(f"unknown head {head!r}; known heads: {', '.join(list_heads())}")
+        raise ConfigError(f"unknown head {head!r}; known heads: {', '.join(list_heads())}")
+    check_head_kwargs(head, head_kwargs)
     attrs = _attributes(attributes)
-    regions_of = {a.name: a.region for a in attrs}
-    unknown = set(attribute_regions or {}) - set(regions_of)
-    if unknown:
-        raise KeyError(f"attribute_regions names attribute(s) not modelled: {sorted(unknown)}")
-    regions_of.update(attribute_regions or {})
-    if region_names is None:
-        region_names = dict.fromkeys(regions_of.values())  # in order of first use
+    check_model_regions([a.name for a in attrs], region_names, attribute_regions)
+    regions_of = {a.name: attribute_regions[a.name] for a in attrs}
     names = tuple(region_names)
-    if len(set(names)) != len(names):
-        raise ValueError(f"region_names has duplicates: {names}")
     bb = create_backbone(backbone, pretrained=pretrained, img_size=img_size)
     hd = create_head(head, bb.num_features, attrs, names, regions_of, **head_kwargs)
     config = {"backbone": backbone, "head": head, "attributes": [a.name for a in attrs],
@@ -100,3 +114,50 @@ def create_model(backbone: str = DEFAULT_BACKBONE, head: str = "esg",
               "pretrained": pretrained if isinstance(pretrained, bool) else str(pretrained),
               "img_size": bb.img_size, **head_kwargs}
     return AttributeModel(bb, hd, attrs, names, regions_of, config)
+
+
+def save_trained(model_dir: str | Path, net: AttributeModel, weights: str = "best.pt",
+                 **info: Any) -> None:
+    """Write `model_dir/model.json`: how to rebuild `net`, the name of its weights file in
+    `model_dir`, and `info` (JSON-able: the MLflow run, ...). The weights are not written here
+    (training writes them as it goes); pass `weights` when they are still to be saved by
+    `torch.save(net.state_dict(), model_dir / weights)`."""
+    write_json(Path(model_dir) / MODEL_FILE, {
+        **info, "model": {**net.config, "pretrained": False}, "grid": list(net.grid_size),
+        "weights": weights})
+
+
+def save_weights(model_dir: str | Path, net: nn.Module, weights: str = "best.pt") -> Path:
+    """`net`'s state dict as `model_dir/weights`, written atomically."""
+    path = Path(model_dir) / weights
+    with atomic_path(path) as tmp:
+        torch.save(net.state_dict(), tmp)
+    return path
+
+
+def load_trained(model_dir: str | Path, device: str | torch.device = "cpu"
+                 ) -> tuple[AttributeModel, dict[str, Any]]:
+    """The network `save_trained` described, with its weights, in eval mode; and model.json.
+
+    Weights load with `weights_only=True`: a checkpoint from elsewhere cannot run code.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / MODEL_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        config, weights = info["model"], model_dir / info.get("weights", "best.pt")
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no trained model here (run the train stage)") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{path}: not a model description ({e})") from None
+    net = create_model(**config)
+    try:
+        state = torch.load(weights, map_location=device, weights_only=True)
+        net.load_state_dict(state)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{weights}: weights named by {path} are missing") from None
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelLoadError(f"{weights}: not weights of the model {path} describes "
+                             f"({first})") from None
+    return net.to(device).eval(), info

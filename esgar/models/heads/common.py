@@ -10,11 +10,13 @@ without attention).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from esgar.errors import ConfigError
 from esgar.schema import Attribute
 
 _HEADS: dict[str, type[nn.Module]] = {}
@@ -26,7 +28,6 @@ def register_head(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
         if name in _HEADS and _HEADS[name] is not cls:
             raise ValueError(f"head {name!r} is already registered ({_HEADS[name].__name__})")
         _HEADS[name] = cls
-        cls.head_name = name
         return cls
     return wrap
 
@@ -35,14 +36,24 @@ def list_heads() -> list[str]:
     return sorted(_HEADS)
 
 
+def check_head_kwargs(name: str, kwargs: Mapping[str, object]) -> None:
+    """ConfigError naming every keyword head `name` does not take, and the ones it does."""
+    if name not in _HEADS:
+        raise ConfigError(f"unknown head {name!r}; known heads: {', '.join(list_heads())}")
+    params = inspect.signature(_HEADS[name].__init__).parameters
+    fixed = {"self", "in_features", "attributes", "region_names", "attribute_regions"}
+    takes = [p for p in params if p not in fixed]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise ConfigError(f"head {name!r} takes no option(s) {', '.join(unknown)}; it takes "
+                          f"{', '.join(takes) or 'none'}")
+
+
 def create_head(name: str, in_features: int, attributes: Sequence[Attribute],
                 region_names: Sequence[str], attribute_regions: Mapping[str, str],
                 **kwargs) -> nn.Module:
-    try:
-        cls = _HEADS[name]
-    except KeyError:
-        raise KeyError(f"unknown head {name!r}; known heads: {', '.join(list_heads())}") from None
-    return cls(in_features, attributes, region_names, attribute_regions, **kwargs)
+    check_head_kwargs(name, kwargs)
+    return _HEADS[name](in_features, attributes, region_names, attribute_regions, **kwargs)
 
 
 def classifier(in_features: int, num_classes: int, hidden: int = 256, dropout: float = 0.5
@@ -86,16 +97,30 @@ def check_grids(grids: torch.Tensor | None, features: torch.Tensor,
     return grids.to(features.dtype)
 
 
+def check_model_regions(attributes: Sequence[str], region_names: Sequence[str],
+                        attribute_regions: Mapping[str, str]) -> None:
+    """ConfigError listing every attribute without a region, and every region not available."""
+    names = tuple(region_names)
+    problems = []
+    if len(set(names)) != len(names):
+        problems.append(f"region_names has duplicates: {', '.join(names)}")
+    extra = sorted(set(attribute_regions) - set(attributes))
+    if extra:
+        problems.append(f"attribute_regions names attribute(s) not modelled: {', '.join(extra)}")
+    for a in attributes:
+        if a not in attribute_regions:
+            problems.append(f"attribute_regions gives no region for {a!r}")
+        elif attribute_regions[a] not in names:
+            problems.append(f"attribute_regions: {a} -> {attribute_regions[a]!r} is not one of "
+                            f"the regions ({', '.join(names)})")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def region_index(region_names: Sequence[str], attribute_regions: Mapping[str, str],
                  attributes: Sequence[Attribute]) -> dict[str, int]:
-    """attribute -> channel of its region in the grids; KeyError naming what is missing."""
-    out = {}
-    for a in attributes:
-        if a.name not in attribute_regions:
-            raise KeyError(f"no region given for attribute {a.name!r}")
-        r = attribute_regions[a.name]
-        if r not in region_names:
-            raise KeyError(f"attribute {a.name!r} uses region {r!r}, which is not among the "
-                           f"model's regions ({', '.join(region_names)})")
-        out[a.name] = list(region_names).index(r)
-    return out
+    """attribute -> channel of its region in the grids; ConfigError naming what is missing."""
+    check_model_regions([a.name for a in attributes], region_names,
+                        {a.name: attribute_regions[a.name] for a in attributes
+                         if a.name in attribute_regions})
+    return {a.name: list(region_names).index(attribute_regions[a.name]) for a in attributes}

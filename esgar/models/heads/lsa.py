@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from esgar.errors import ConfigError
 from esgar.models.heads.common import check_grids, classifier, flatten_grid, register_head
 from esgar.models.heads.esg import choose_num_heads
 from esgar.schema import Attribute
@@ -48,10 +49,10 @@ def load_dictionary(attributes: Sequence[str], regions: Sequence[str],
     missing_a = [a for a in attributes if a not in d["attributes"]]
     missing_r = [r for r in regions if r not in d["regions"]]
     if missing_a or missing_r:
-        raise KeyError(f"{path}: the LSA dictionary has no entry for "
-                       f"{', '.join(missing_a + missing_r)} (it has attributes "
-                       f"{', '.join(d['attributes'])}; regions {', '.join(d['regions'])}); "
-                       "remake it with scripts/make_lsa_dictionary.py --regions ...")
+        raise ConfigError(f"{path}: the LSA dictionary has no entry for "
+                          f"{', '.join(missing_a + missing_r)} (it has attributes "
+                          f"{', '.join(d['attributes'])}; regions {', '.join(d['regions'])}); "
+                          "remake it with scripts/make_lsa_dictionary.py --regions ...")
     m = torch.tensor(d["matrix"], dtype=torch.float32)
     rows = [d["attributes"].index(a) for a in attributes]
     cols = [d["regions"].index(r) for r in regions]

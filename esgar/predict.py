@@ -1,0 +1,76 @@
+"""Sketches in, class probabilities out: batched inference of a trained `AttributeModel`.
+
+    net, info = load_trained("models/esgar")
+    logits, index = predict_logits(net, loader, device)     # {attribute: float [N,C]}, int [N]
+    probs = probabilities(logits)                           # rows sum to 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from esgar.log import progress
+
+__all__ = ["attention_batch", "predict_logits", "predictions_frame", "probabilities"]
+
+
+def probabilities(logits: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
+    """{attribute: logits [N,C]} -> {attribute: float32 class probabilities [N,C]} (softmax)."""
+    return {a: torch.softmax(torch.as_tensor(z, dtype=torch.float32), -1).numpy()
+            for a, z in logits.items()}
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device,
+                   amp: bool = False, desc: str | None = None
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Logits per attribute (float [N, C]) and the dataset row index of each (int [N]).
+
+    Batches carry `image`, `grids` and `index` (see `esgar.data.dataset.SketchDataset`);
+    `amp`: bf16 autocast on CUDA. `desc`: show a progress bar with this label.
+    """
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {}
+    index = []
+    for batch in progress(loader, desc=desc, disable=desc is None, leave=False):
+        with torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=amp and device.type == "cuda"):
+            logits = model(batch["image"].to(device), batch["grids"].to(device))
+        for a, z in logits.items():
+            out.setdefault(a, []).append(z.float().cpu().numpy())
+        index.append(np.asarray(batch["index"]))
+    return {a: np.concatenate(v) for a, v in out.items()}, np.concatenate(index)
+
+
+def predictions_frame(table: pd.DataFrame, split: str, logits: Mapping[str, np.ndarray],
+                      index: np.ndarray) -> pd.DataFrame:
+    """One row per predicted sample: sample_id, split, and per attribute its current label,
+    `<a>_pred` (argmax) and `<a>_prob` (float32 [C]). `index`: rows of `table`."""
+    rows = table.iloc[index]
+    out = pd.DataFrame({"sample_id": rows["sample_id"].to_numpy(), "split": split})
+    for a, p in probabilities(logits).items():
+        out[a] = rows[a].to_numpy()
+        out[f"{a}_pred"] = p.argmax(1)
+        out[f"{a}_prob"] = list(p)
+    return out
+
+
+@torch.inference_mode()
+def attention_batch(model: nn.Module, ds: Dataset, n: int
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], dict] | None:
+    """The first `n` items of `ds` through `model` with attention: (logits, maps {attribute:
+    float [n,h,w]}, the batch), or None when the head has no attention maps."""
+    model.eval()
+    batch = next(iter(DataLoader(ds, batch_size=n)))
+    device = next(model.parameters()).device
+    logits, maps = model(batch["image"].to(device), batch["grids"].to(device),
+                         return_attention=True)
+    if not maps:
+        return None
+    return logits, {a: m.float().cpu().numpy() for a, m in maps.items()}, batch
