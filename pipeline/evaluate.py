@@ -10,122 +10,98 @@ and the predicted class probabilities). Logged to MLflow as a run tagged with th
 
 from __future__ import annotations
 
-import json
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from esgar import schema
-from esgar.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SketchDataset
+from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
+from esgar.device import resolve_device
 from esgar.integrations import tracking
 from esgar.io import write_json, write_text, write_with
-from esgar.metrics import confusion_matrix, evaluate, plot_confusion
-from esgar.models.factory import create_model
-from esgar.training import make_loader, predict_logits, resolve_device
-from esgar.visualize import attention_sheet, denormalise
-from pipeline.common import load_params, run_stage, stage_args
+from esgar.metrics import confusion_matrix, evaluate
+from esgar.models.factory import AttributeModel, load_trained
+from esgar.predict import attention_batch, predict_logits, predictions_frame
+from esgar.training import make_loader
+from esgar.visualize import attention_sheet, denormalise, plot_confusion
+from pipeline.common import run_stage, stage_args
+from pipeline.model_params import EvaluateParams, ModelParams, TrainParams
+from pipeline.params import load
 
-
-def load_trained(model_dir: Path) -> tuple[torch.nn.Module, dict]:
-    info = json.loads((model_dir / "model.json").read_text())
-    net = create_model(**info["model"])
-    net.load_state_dict(torch.load(model_dir / "best.pt", map_location="cpu"))
-    return net.eval(), info
-
-
-def predictions_frame(ds: SketchDataset, split: str, logits: dict[str, np.ndarray],
-                      index: np.ndarray) -> pd.DataFrame:
-    rows = ds.table.iloc[index]
-    out = pd.DataFrame({"sample_id": rows["sample_id"].to_numpy(), "split": split})
-    for a, z in logits.items():
-        p = torch.softmax(torch.as_tensor(z), 1).numpy()
-        out[a] = rows[a].to_numpy()
-        out[f"{a}_pred"] = p.argmax(1)
-        out[f"{a}_prob"] = list(p.astype(np.float32))
-    return out
+log = logging.getLogger("pipeline.evaluate")
 
 
 def confusion_csv(truth: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> str:
     """`actual,predicted` class names, one row per sample: DVC's confusion template input."""
     names = np.asarray(classes)
-    rows = pd.DataFrame({"actual": names[truth], "predicted": names[pred]})
-    return rows.to_csv(index=False)
+    return pd.DataFrame({"actual": names[truth], "predicted": names[pred]}).to_csv(index=False)
 
 
-def attention_plot(net, ds: SketchDataset, n: int, path: Path, split: str) -> bool:
-    """Attention maps of the first `n` samples, if the head has any. Returns whether drawn."""
-    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=n)))
-    with torch.inference_mode():
-        logits, maps = net(batch["image"], batch["grids"], return_attention=True)
-    if not maps:
-        return False
+def attention_plot(net: AttributeModel, ds: SketchDataset, n: int, path: Path, split: str
+                   ) -> None:
+    """Attention maps of the first `n` samples of `ds`, if the head has any."""
+    got = attention_batch(net, ds, n) if n > 0 and len(ds) else None
+    if got is None:
+        return
+    logits, maps, batch = got
     ids = ds.table["sample_id"].iloc[batch["index"].numpy()].tolist()
     titles = [f"{sid}\n" + " ".join(f"{a[:4]}:{int(logits[a][i].argmax())}" for a in maps)
               for i, sid in enumerate(ids)]
-    attention_sheet(denormalise(batch["image"], IMAGENET_MEAN, IMAGENET_STD),
-                    {a: m.numpy() for a, m in maps.items()}, titles, path,
+    attention_sheet(denormalise(batch["image"].numpy(), net.mean, net.std), maps, titles, path,
                     f"{split}: where each branch attends (predicted class after the name)")
-    return True
 
 
 def main() -> None:
     args = stage_args(__doc__)
-    mp, ep = load_params("model", args.params), load_params("evaluate", args.params)
-    tp = load_params("train", args.params)
-    model_dir = Path(tp["out"])
-    net, info = load_trained(model_dir)
-    device = resolve_device(tp["device"])
-    net.to(device)
-    table = load_table(mp["table"])
-    plots = Path(ep["plots"])
-    attrs = tuple(net.attributes)
+    params = load(args.params, model=ModelParams, train=TrainParams, evaluate=EvaluateParams)
+    mp, tp, ep = params["model"], params["train"], params["evaluate"]
+    tracking.check_tracking()
+    device = resolve_device(tp.device)
+    net, info = load_trained(tp.out, device)
+    table = load_table(mp.table)
+    attrs = net.attributes
     results, frames = {}, []
-    for split in ep["splits"]:
-        ds = SketchDataset(table[table["split"] == split], mp["masks"], mp["regions"],
-                           mp["img_size"], tuple(info["grid"]), train=False,
-                           grid_rule=mp["grid_rule"], cache=False)
-        logits, index = predict_logits(net, make_loader(ds, tp["batch_size"], False, 0, 0),
-                                       device, attrs, amp=tp["amp"], progress=True)
+    for split in ep.splits:
+        ds = SketchDataset.for_model(net, table[table["split"] == split], mp.masks, train=False,
+                                     cache=False)
+        logits, index = predict_logits(net, make_loader(ds, tp.batch_size, False, 0, 0),
+                                       device, amp=tp.amp, desc=f"evaluate {split}")
         truth = ds.labels.numpy()[index]
         pred = np.stack([logits[a].argmax(1) for a in attrs], 1)
-        results[split] = evaluate(truth, pred, attrs, n_resamples=ep["bootstrap"],
-                                  seed=ep["seed"])
+        results[split] = evaluate(truth, pred, attrs, n_resamples=ep.bootstrap, seed=ep.seed)
         for j, a in enumerate(attrs):
             attribute = schema.attribute(a)
             plot_confusion(confusion_matrix(truth[:, j], pred[:, j], attribute.num_classes),
-                           attribute.classes, plots / f"confusion_{split}_{a}.png",
+                           attribute.classes, ep.plots / f"confusion_{split}_{a}.png",
                            title=f"{a} ({split}): balanced acc "
                                  f"{results[split][f'bacc/{a}']:.3f}")
-            write_text(Path(ep["confusion"]) / f"{split}_{a}.csv",
+            write_text(ep.confusion / f"{split}_{a}.csv",
                        confusion_csv(truth[:, j], pred[:, j], attribute.classes))
-        frames.append(predictions_frame(ds, split, logits, index))
-        net.cpu()
-        attention_plot(net, ds, ep["attention_samples"], plots / f"attention_{split}.png", split)
-        net.to(device)
+        frames.append(predictions_frame(ds.table, split, logits, index))
+        attention_plot(net, ds, ep.attention_samples, ep.plots / f"attention_{split}.png", split)
     predictions = pd.concat(frames, ignore_index=True)
-    write_with(ep["predictions"], lambda tmp: predictions.to_parquet(tmp, index=False))
-    write_json(ep["metrics"], results)
+    write_with(ep.predictions, lambda tmp: predictions.to_parquet(tmp, index=False))
+    write_json(ep.metrics, results)
 
     tags = {"stage": "evaluate", "train_run_id": info.get("mlflow_run_id", ""),
-            "head": mp["head"], "backbone": mp["backbone"],
-            **tracking.data_version([mp["table"], mp["masks"], str(model_dir)])}
-    with tracking.run(f"evaluate-{mp['head']}-{mp['backbone']}", {"model": mp, "evaluate": ep},
-                      tags):
+            "head": mp.head, "backbone": mp.backbone,
+            **tracking.data_version([str(mp.table), str(mp.masks), str(tp.out)])}
+    logged = {"model": mp.model_dump(mode="json", by_alias=True),
+              "evaluate": ep.model_dump(mode="json")}
+    with tracking.run(f"evaluate-{mp.head}-{mp.backbone}", logged, tags):
         for split, m in results.items():
             tracking.log_metrics({f"{split}/{k}": v for k, v in m.items()})
-        for png in sorted(plots.glob("*.png")):
+        for png in sorted(ep.plots.glob("*.png")):
             tracking.log_artifact(png, "plots")
     for split, m in results.items():
-        print(f"evaluate: {split}: mean balanced acc {m['mean_bacc']:.4f} "
-              f"[{m.get('mean_bacc_ci_low', float('nan')):.4f}, "
-              f"{m.get('mean_bacc_ci_high', float('nan')):.4f}], mean macro-F1 "
-              f"{m['mean_macro_f1']:.4f}, paper-style mean acc (6 attributes) "
-              f"{m.get('paper_mean_acc_6attr', float('nan')):.4f}", file=sys.stderr)
+        log.info("%s: mean balanced acc %.4f [%.4f, %.4f], mean macro-F1 %.4f, paper-style mean "
+                 "acc (6 attributes) %.4f", split, m["mean_bacc"],
+                 m.get("mean_bacc_ci_low", float("nan")), m.get("mean_bacc_ci_high", float("nan")),
+                 m["mean_macro_f1"], m.get("paper_mean_acc_6attr", float("nan")))
 
 
 if __name__ == "__main__":
-    run_stage(main, FileNotFoundError)
+    run_stage(main)

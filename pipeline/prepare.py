@@ -6,60 +6,74 @@ metrics, and a class-distribution plot.
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
+from typing import Annotated
 
-import pandas as pd
+from pydantic import Field
 
-from esgar.active.relabels import RelabelError, read_snapshot
+from esgar.active.relabels import read_snapshot
 from esgar.data.fs2k import FS2KError, read_fs2k
-from esgar.data.plots import plot_class_distribution
-from esgar.data.table import build_sample_table, class_counts
+from esgar.data.table import build_sample_table, counts_by_split
 from esgar.io import write_json, write_with
-from pipeline.common import dataset_kind, load_params, run_stage, stage_args
+from esgar.schema import ATTRIBUTE_NAMES, SPLITS
+from esgar.visualize import plot_class_distribution
+from pipeline.common import dataset_kind, run_stage, stage_args
+from pipeline.params import Section, Share, load
+
+log = logging.getLogger("pipeline.prepare")
+
+
+class PrepareParams(Section):
+    root: Path
+    val_fraction: Annotated[float, Field(gt=0, lt=1)]
+    seed: int
+    max_dropped_fraction: Share
+    relabels: Path
+    out: Path
+    metrics: Path
+    plot: Path
 
 
 def main() -> None:
     args = stage_args(__doc__)
-    p = load_params("prepare", args.params)
-    root = Path(p["root"])
-    source = dataset_kind(root.parent)
-    print(f"prepare: dataset {source['dataset'].upper()} from {root}", file=sys.stderr)
+    p = load(args.params, prepare=PrepareParams)["prepare"]
+    source = dataset_kind(p.root.parent)
+    log.info("dataset %s from %s", source["dataset"].upper(), p.root)
+    snapshot = read_snapshot(p.relabels)
 
-    fs2k, report = read_fs2k(root)
+    fs2k, report = read_fs2k(p.root)
     n_records = len(fs2k) + len(report.errors)
     dropped = len(report.errors) / max(n_records, 1)
     if report.problems:
-        print(f"prepare: problems in {root}:\n{report.format()}", file=sys.stderr)
-    if dropped > p["max_dropped_fraction"]:
+        log.warning("problems in %s:\n%s", p.root, report.format())
+    if dropped > p.max_dropped_fraction:
         raise FS2KError(
-            f"{root}: {len(report.errors)} of {n_records} records ({dropped:.1%}) are unusable, "
-            f"more than prepare.max_dropped_fraction={p['max_dropped_fraction']}; fix the data "
-            "or raise the limit")
+            f"{p.root}: {len(report.errors)} of {n_records} records ({dropped:.1%}) are "
+            f"unusable, more than prepare.max_dropped_fraction={p.max_dropped_fraction}; fix "
+            "the data or raise the limit")
 
-    table, relabel_warnings = build_sample_table(
-        fs2k, p["val_fraction"], p["seed"], read_snapshot(p["relabels"]))
+    table, relabel_warnings = build_sample_table(fs2k, p.val_fraction, p.seed, snapshot)
     for w in relabel_warnings:
-        print(f"prepare: warning: {w}", file=sys.stderr)
+        log.warning("%s", w)
 
-    out = Path(p["out"])
-    counts = class_counts(table)
-    write_with(out / "samples.parquet", lambda tmp: table.to_parquet(tmp, index=False))
-    write_json(out / "report.json", {**report.to_dict(), "relabel_warnings": relabel_warnings})
-    write_json(p["metrics"], {
+    counts = counts_by_split(table)
+    write_with(p.out / "samples.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    write_json(p.out / "report.json", {**report.to_dict(), "relabel_warnings": relabel_warnings})
+    n = table["split"].value_counts().reindex(list(SPLITS), fill_value=0)
+    write_json(p.metrics, {
         "dataset": source["dataset"],
-        "samples": table["split"].value_counts().reindex(["train", "val", "test"]).to_dict(),
-        "relabeled": int(sum((table[f"{a}_source"] == "relabel").sum() for a in counts["train"])),
+        "samples": {s: int(c) for s, c in n.items()},
+        "relabeled": int(sum((table[f"{a}_source"] == "relabel").sum() for a in ATTRIBUTE_NAMES)),
         "problems": report.summary(),
         "class_counts": counts,
     })
-    plot_class_distribution(counts, p["plot"],
+    plot_class_distribution(counts, p.plot,
                             title=f"class counts per split ({source['dataset']} FS2K)")
-    n = table["split"].value_counts()
-    print(f"prepare: {len(table)} samples (train {n.get('train', 0)}, val {n.get('val', 0)}, "
-          f"test {n.get('test', 0)}), {len(report.errors)} dropped, "
-          f"{len(report.warnings)} warning(s) -> {out}", file=sys.stderr)
+    log.info("%d samples (train %d, val %d, test %d), %d dropped, %d warning(s) -> %s",
+             len(table), n["train"], n["val"], n["test"], len(report.errors),
+             len(report.warnings), p.out)
 
 
 if __name__ == "__main__":
-    run_stage(main, FS2KError, RelabelError, pd.errors.EmptyDataError)
+    run_stage(main)

@@ -6,40 +6,40 @@ HTTP downloads go to `FS2K.zip.part` (with `FS2K.zip.part.json`: URL, validator,
 are resumed with a Range request when the server honours it, restarted from zero when it does not
 or when the file on the server changed. Network use is probed first (DNS + TCP, a few seconds),
 so an offline machine fails fast instead of waiting on HTTP timeouts.
+Before anything is decompressed, an archive's members are checked (no symbolic links, no paths
+leaving the target folder, no two members on one path) and their declared sizes are held to
+ArchiveLimits (`data.max_unpacked_mb`, `data.max_compression_ratio` in params.yaml).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import socket
-import tempfile
-import threading
-import time
+import shutil
+import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlparse
 
 import requests
-from tqdm import tqdm
 
 from esgar.data import layout
-from esgar.io import replace_dir, write_json
+from esgar.errors import EsgarError
+from esgar.io import sha256sum, write_json
+from esgar.log import progress as progress_bar
+from esgar.net import probe_target, reachable
 
 ARCHIVE = "FS2K.zip"
 SOURCES = ("auto", "gdrive", "url", "local", "synthetic")
 GDRIVE_URL = "https://drive.google.com/"
 # host:port to probe instead of Google Drive (tests point it at a closed local port).
 PROBE_ENV = "ESGAR_GDRIVE_PROBE"
-PROBE_TIMEOUT_S = 4.0
 HTTP_TIMEOUT_S = (10.0, 60.0)  # (connect, read between bytes)
-CHUNK = 1 << 20  # for hashing
+CHUNK = 1 << 20  # for unpacking
 NET_CHUNK = 1 << 16  # what an interrupted read can lose
 REQUIRED = ("photo/", "sketch/", *layout.ANNOTATION_FILES.values())
 ALTERNATIVES = (
@@ -50,7 +50,7 @@ ALTERNATIVES = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(EsgarError):
     """Getting or checking the archive failed; the message is the user-facing explanation."""
 
 
@@ -63,67 +63,8 @@ class Archive:
     info: dict[str, Any]
 
 
-def sha256sum(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 # ---- reachability -----------------------------------------------------------------------------
-
-def _resolve(host: str, port: int, timeout: float) -> list[tuple]:
-    # getaddrinfo ignores socket timeouts: a broken resolver can block for tens of seconds.
-    result: dict[str, Any] = {}
-
-    def lookup() -> None:
-        try:
-            result["addrs"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as e:
-            result["error"] = e
-
-    worker = threading.Thread(target=lookup, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise TimeoutError(f"DNS lookup of {host} took over {timeout:g} s")
-    if "error" in result:
-        raise result["error"]
-    return result["addrs"]
-
-
-def reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """None if a TCP connection to host:port opens within `timeout` seconds, else the reason."""
-    deadline = time.monotonic() + timeout
-    try:
-        error: OSError = OSError("no address")
-        for family, kind, proto, _, addr in _resolve(host, port, timeout):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no connection within {timeout:g} s")
-            try:
-                with socket.socket(family, kind, proto) as s:
-                    s.settimeout(left)
-                    s.connect(addr)
-                    return None
-            except OSError as e:
-                error = e
-        raise error
-    except OSError as e:
-        return f"{host}:{port} unreachable ({str(e) or type(e).__name__})"
-
-
-def probe_target(url: str) -> tuple[str, int]:
-    """The host:port a request for `url` connects to first: its proxy if one applies, else its
-    own host."""
-    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
-    if proxy and "://" not in proxy:
-        proxy = f"http://{proxy}"
-    u = urlparse(proxy or url)
-    return u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
-
 
 def gdrive_probe_target() -> tuple[str, int]:
     """Where Google Drive's reachability is probed; `$ESGAR_GDRIVE_PROBE=host:port` overrides."""
@@ -179,7 +120,7 @@ def _transfer(session: requests.Session, url: str, part: Path, meta: Path,
             total = int(length) if length is not None else None
             write_json(meta, {"url": url, "etag": r.headers.get("ETag"),
                               "last_modified": r.headers.get("Last-Modified"), "total": total})
-        with open(part, "ab" if have else "wb") as f, tqdm(
+        with open(part, "ab" if have else "wb") as f, progress_bar(
                 total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=part.name, disable=not progress) as bar:
             for block in r.iter_content(NET_CHUNK):
@@ -248,30 +189,129 @@ def fetch_gdrive(file_id: str, dest: Path, *, progress: bool = True) -> Path:
 
 # ---- checking, recording, unpacking -----------------------------------------------------------
 
+MB = 1 << 20  # the unit of data.max_unpacked_mb
+# Members of at most this many (declared) bytes may compress at any ratio: small text files such
+# as the annotation JSON compress far better than images, and however many small members there
+# are, their sum is still bounded by the total-size limit.
+RATIO_EXEMPT_BYTES = 1 << 20
+UNPACKED_PARAM = "data.max_unpacked_mb"
+RATIO_PARAM = "data.max_compression_ratio"
+HINT = "delete it to download it again"
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How much an archive may unpack to, judged on the sizes its central directory declares.
+
+    max_unpacked_bytes: the most the declared uncompressed sizes of all members may add up to.
+    max_compression_ratio: the most a member's declared uncompressed size may be over its
+    compressed size; members of at most RATIO_EXEMPT_BYTES are exempt.
+    """
+
+    max_unpacked_bytes: int
+    max_compression_ratio: float
+
+
+
+def _mb(size: int) -> str:
+    return f"{size / MB:.1f} MB"
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """The path components a member name unpacks to (empty and `.` components dropped)."""
+    return tuple(part for part in name.split("/") if part not in ("", "."))
+
+
+def _key(parts: tuple[str, ...]) -> str:
+    # casefolded: names that differ only in case clash on case-insensitive file systems
+    return "/".join(parts).casefold()
+
+
+def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse a member that would land outside the target folder, is a symbolic link or another
+    special file, or is encrypted."""
+    name, parts = info.filename, _parts(info.filename)
+    if (name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name)
+            or not (parts or info.is_dir())):
+        raise DownloadError(f"{path}: unsafe member path {name!r}; refusing to unpack it")
+    mode = info.external_attr >> 16  # Unix mode, where the archiver recorded one
+    if stat.S_ISLNK(mode):
+        raise DownloadError(f"{path}: member {name!r} is a symbolic link; refusing to unpack it")
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise DownloadError(f"{path}: member {name!r} is a special file (mode {mode:o}); "
+                            "refusing to unpack it")
+    if info.flag_bits & 0x1:
+        raise DownloadError(f"{path}: member {name!r} is encrypted; FS2K.zip is not, {HINT}")
+
+
+def _check_tree(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse two members unpacking to one path (the later would overwrite the earlier) and a
+    member whose path goes through a member that is a file."""
+    seen: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        first = seen.setdefault(_key(_parts(info.filename)), info)
+        if first is not info and not (first.is_dir() and info.is_dir()):
+            clash = ("appears twice" if first.filename == info.filename
+                     else f"and {first.filename!r} unpack to the same path")
+            raise DownloadError(f"{path}: member {info.filename!r} {clash}; refusing to unpack "
+                                "it (one would overwrite the other)")
+    for info in infos:
+        parts = _parts(info.filename)
+        for i in range(1, len(parts)):
+            above = seen.get(_key(parts[:i]))
+            if above is not None and not above.is_dir():
+                raise DownloadError(f"{path}: member {info.filename!r} lies inside "
+                                    f"{above.filename!r}, which is a file; refusing to unpack it")
+
+
+def _check_structure(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse members that cannot be unpacked safely (see _check_member and _check_tree)."""
+    for info in infos:
+        _check_member(path, info)
+    _check_tree(path, infos)
+
+
+def _check_sizes(path: Path, infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
+    """Refuse an archive whose declared sizes exceed `limits` (see ArchiveLimits)."""
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_unpacked_bytes:
+        raise DownloadError(
+            f"{path}: unpacks to {_mb(total)}, over the limit of "
+            f"{_mb(limits.max_unpacked_bytes)}; if you trust this archive, raise "
+            f"{UNPACKED_PARAM} in params.yaml")
+    for info in infos:
+        size, packed = info.file_size, info.compress_size
+        if size > RATIO_EXEMPT_BYTES and size > limits.max_compression_ratio * packed:
+            ratio = f"{size / packed:.0f}-fold" if packed else "from nothing"
+            raise DownloadError(
+                f"{path}: member {info.filename} expands {ratio} ({_mb(size)} from {packed:,} "
+                f"bytes), over the limit of {limits.max_compression_ratio:g}-fold; if you trust "
+                f"this archive, raise {RATIO_PARAM} in params.yaml")
+
+
+def _checked_names(path: Path, limits: ArchiveLimits) -> list[str]:
+    """The member names of a zip whose members, declared sizes and CRCs are all sound."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            _check_structure(path, infos)
+            _check_sizes(path, infos, limits)  # before testzip, which decompresses everything
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+        raise DownloadError(f"{path}: not a readable zip archive ({e}); {HINT}") from None
+    except NotImplementedError as e:
+        raise DownloadError(f"{path}: {e}; re-pack it with plain deflate compression") from None
+    if bad is not None:
+        raise DownloadError(f"{path}: member {bad} is corrupt (CRC mismatch); {HINT}")
+    return [info.filename for info in infos]
+
+
 def _missing(names: list[str], root: str) -> list[str]:
     return [need for need in REQUIRED if not any(n.startswith(f"{root}/{need}") for n in names)]
 
 
-def check_archive(path: Path) -> str:
-    """Test the zip's integrity, member paths and FS2K layout; return its FS2K folder inside.
-
-    The folder is `FS2K`, or `X/FS2K` for an archive with one extra wrapping folder.
-    """
-    hint = "delete it to download it again"
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
-        raise DownloadError(f"{path}: not a readable zip archive ({e}); {hint}") from None
-    except NotImplementedError as e:
-        raise DownloadError(f"{path}: {e}; re-pack it with plain deflate compression") from None
-    if bad is not None:
-        raise DownloadError(f"{path}: member {bad} is corrupt (CRC mismatch); {hint}")
-    for name in names:
-        p = PurePosixPath(name)
-        if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", name):
-            raise DownloadError(f"{path}: unsafe member path {name!r}; refusing to unpack it")
+def _fs2k_root(path: Path, names: list[str]) -> str:
+    """The FS2K folder among the member `names`: `FS2K` or `X/FS2K`; DownloadError if none."""
     roots = sorted({"/".join(PurePosixPath(n).parts[:i + 1]) for n in names
                     for i, part in enumerate(PurePosixPath(n).parts[:2]) if part == "FS2K"})
     for root in roots:
@@ -284,6 +324,17 @@ def check_archive(path: Path) -> str:
     found = ", ".join(top[:10]) + (" ..." if len(top) > 10 else "") or "nothing"
     raise DownloadError(f"{path}: not an FS2K archive: expected a folder FS2K/ (at the top or "
                         f"inside one folder) holding {', '.join(REQUIRED)}; found {found}")
+
+
+def check_archive(path: Path, *, limits: ArchiveLimits) -> str:
+    """Check the zip at `path` and return its FS2K folder inside: `FS2K`, or `X/FS2K` for an
+    archive with one extra wrapping folder.
+
+    In order: member paths and kinds (no links, no escaping paths, no clashing names), declared
+    sizes against `limits`, CRCs (which decompresses every member), FS2K layout. Raises
+    DownloadError at the first failure, naming the archive.
+    """
+    return _fs2k_root(path, _checked_names(path, limits))
 
 
 def record_archive(path: Path, origin: str) -> dict[str, Any]:
@@ -315,7 +366,7 @@ def known_archive(path: Path) -> dict[str, Any] | None:
                         f"to download it again, or only {meta.name} to accept the file as it is.")
 
 
-def _local_archive(archive: str) -> Archive:
+def _local_archive(archive: str, limits: ArchiveLimits) -> Archive:
     """A user's archive, checked and used in place: never copied, moved or written beside."""
     if not archive:
         raise DownloadError("data.source is 'local' but data.archive is empty: set it to the "
@@ -323,22 +374,24 @@ def _local_archive(archive: str) -> Archive:
     path = Path(archive).expanduser()
     if not path.is_file():
         raise DownloadError(f"{path}: no such file (data.archive)")
-    inner = check_archive(path)
+    inner = check_archive(path, limits=limits)
     info = {"file": path.name, "sha256": sha256sum(path), "size": path.stat().st_size,
             "origin": str(path.resolve())}
     return Archive(path, inner, info)
 
 
-def obtain_archive(source: str, downloads: Path, *, gdrive_id: str = "", url: str = "",
-                   archive: str = "", progress: bool = True) -> Archive:
-    """The checked archive for `source` (gdrive | url | local), downloaded only if needed.
+def obtain_archive(source: str, downloads: Path, *, limits: ArchiveLimits, gdrive_id: str = "",
+                   url: str = "", archive: str = "", progress: bool = True) -> Archive:
+    """The archive for `source` (gdrive | url | local), downloaded only if needed, checked by
+    check_archive against `limits`.
 
     gdrive and url keep it as `downloads/FS2K.zip` with its record `FS2K.zip.json`; an archive
     found there without a record (placed by hand, or a run stopped before recording) is checked
-    and recorded instead of downloaded again.
+    and recorded instead of downloaded again. A recorded archive is checked again on every call:
+    the limits may have changed since.
     """
     if source == "local":
-        return _local_archive(archive)
+        return _local_archive(archive, limits)
     if source not in ("gdrive", "url"):
         raise DownloadError(f"unknown archive source {source!r}; use gdrive, url or local")
     if source == "url" and not url:
@@ -348,7 +401,7 @@ def obtain_archive(source: str, downloads: Path, *, gdrive_id: str = "", url: st
     dest = downloads / ARCHIVE
     info = known_archive(dest)
     if info is not None:
-        return Archive(dest, check_archive(dest), info)
+        return Archive(dest, check_archive(dest, limits=limits), info)
     if dest.is_file():
         origin = f"found in {downloads} (not downloaded by this stage)"
     elif source == "url":
@@ -357,27 +410,73 @@ def obtain_archive(source: str, downloads: Path, *, gdrive_id: str = "", url: st
     else:
         fetch_gdrive(gdrive_id, dest, progress=progress)
         origin = f"gdrive:{gdrive_id}"
-    inner = check_archive(dest)
+    inner = check_archive(dest, limits=limits)
     return Archive(dest, inner, record_archive(dest, origin))
 
 
 def unpack(archive: Path, inner: str, out: Path) -> None:
-    """Extract the archive's FS2K folder `inner` to `out/FS2K`, atomically.
+    """Extract the archive's FS2K folder `inner` to `out/FS2K`, which must not exist yet.
 
-    Other entries of `out` are kept; a failed extraction leaves the previous `out/FS2K` as it was.
+    Meant for an archive check_archive accepted (which applies the size limits) and a fresh
+    folder that replaces the output only once complete (`esgar.io.building_dir`): the member
+    checks are repeated here, and no file is written beyond the size the archive declares for it.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".unpack-", dir=out) as tmp:
+    staging = out / ".unpacking"
+    try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.namelist() if m.startswith(f"{inner}/")]
-            if not members:
-                raise DownloadError(f"{archive}: no folder {inner}/ to unpack")
-            for m in tqdm(members, desc=f"unpacking {archive.name}", unit="file", leave=False):
-                zf.extract(m, tmp)
-        replace_dir(Path(tmp) / inner, out / "FS2K")
+            _extract_folder(archive, zf, inner, staging)
+        if (out / "FS2K").exists():
+            raise DownloadError(f"{out / 'FS2K'}: exists; unpack into a fresh folder")
+        os.replace(staging.joinpath(*_parts(inner)), out / "FS2K")
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+        raise DownloadError(f"{archive}: unpacking failed ({e})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _extract_folder(archive: Path, zf: zipfile.ZipFile, inner: str, root: Path) -> None:
+    """Extract the members under `inner/` of the open archive into `root`."""
+    infos = zf.infolist()
+    _check_structure(archive, infos)
+    members = [info for info in infos if info.filename.startswith(f"{inner}/")]
+    if not members:
+        raise DownloadError(f"{archive}: no folder {inner}/ to unpack")
+    for info in progress_bar(members, desc=f"unpacking {archive.name}", unit="file", leave=False):
+        _extract(archive, zf, info, root)
+
+
+def _extract(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path) -> None:
+    """Write one checked member under `root`: a folder, or a file of at most its declared size."""
+    target = root.joinpath(*_parts(info.filename))
+    if info.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with zf.open(info) as src, open(target, "xb") as dst:
+        while block := src.read(CHUNK):
+            written += len(block)
+            # zipfile itself stops at the declared size; this keeps the bound if that changes
+            if written > info.file_size:
+                raise DownloadError(f"{archive}: member {info.filename} holds more than its "
+                                    f"declared {info.file_size:,} bytes; {HINT}")
+            dst.write(block)
 
 
 # ---- choosing the source ----------------------------------------------------------------------
+
+def choose_source(requested: str, url: str, archive: str) -> tuple[str, str]:
+    """(source, reason) for `data.source` = `requested`; `auto` probes what can be reached and
+    comes back `synthetic` only when nothing can (the reason then says so)."""
+    if requested not in SOURCES:
+        raise DownloadError(f"data.source is {requested!r}; use one of {', '.join(SOURCES)}")
+    if requested != "auto":
+        return requested, f"data.source is {requested!r}"
+    source, why = auto_source(url, archive)
+    if source == "synthetic":
+        return source, f"data.source is 'auto' and FS2K could not be reached ({why})"
+    return source, f"data.source is 'auto': {why}"
+
 
 def auto_source(url: str, archive: str) -> tuple[str, str]:
     """(source, why) that `auto` resolves to: synthetic only when nothing can be reached.

@@ -1,0 +1,93 @@
+"""params.yaml's `model`, `train` and `evaluate` sections, shared by the train and evaluate
+stages (see `pipeline.params` for how they are checked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, model_validator
+
+from esgar import schema
+from esgar.errors import ConfigError
+from esgar.models.backbones import check_backbone_name
+from esgar.models.heads import check_head_kwargs, list_heads
+from esgar.training import TrainConfig
+from pipeline.params import Section, attribute_map, one_of
+
+__all__ = ["EvaluateParams", "ModelParams", "TrainParams"]
+
+
+def _head(value: str) -> str:
+    if value not in list_heads():
+        raise ValueError(f"unknown head {value!r}; known heads: {', '.join(list_heads())}")
+    return value
+
+
+def _backbone(value: str) -> str:
+    try:
+        check_backbone_name(value)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+class ModelParams(Section):
+    backbone: Annotated[str, AfterValidator(_backbone)]
+    head: Annotated[str, AfterValidator(_head)]
+    pretrained: bool | str
+    img_size: Annotated[int, Field(ge=16)]
+    head_kwargs: dict[str, dict[str, Any]]
+    table: Path
+    masks: Path
+    attribute_regions: Annotated[dict[str, str], AfterValidator(attribute_map)]
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelParams:
+        problems = [f"head_kwargs.{h}: not a head (known: {', '.join(list_heads())})"
+                    for h in self.head_kwargs if h not in list_heads()]
+        for h, kwargs in self.head_kwargs.items():
+            if h in list_heads():
+                try:
+                    check_head_kwargs(h, kwargs)
+                except ConfigError as e:
+                    problems.append(f"head_kwargs.{h}: {e}")
+        missing = [a for a in schema.ATTRIBUTE_NAMES if a not in self.attribute_regions]
+        if missing:
+            problems.append(f"attribute_regions: no region for {', '.join(missing)}")
+        if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
+            problems.append(f"pretrained: {self.pretrained} is not a file (give a weights "
+                            "file, true for timm's hub weights, or false)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        """The named head's options (`head_kwargs[head]`, or none)."""
+        return dict(self.head_kwargs.get(self.head) or {})
+
+
+class TrainParams(TrainConfig):
+    """`TrainConfig` plus what the stage does with it: resume, and where outputs go."""
+
+    resume: bool
+    out: Path
+    metrics: Path
+    history: Path
+
+    def config(self) -> TrainConfig:
+        """The library's part: how to train, without where to write."""
+        return TrainConfig(**self.model_dump(exclude={"resume", "out", "metrics", "history"}))
+
+
+class EvaluateParams(Section):
+    splits: Annotated[list[Annotated[str, one_of(*schema.SPLITS)]], Field(min_length=1)]
+    bootstrap: Annotated[int, Field(ge=0)]
+    seed: int
+    attention_samples: Annotated[int, Field(ge=0)]
+    metrics: Path
+    predictions: Path
+    plots: Path
+    confusion: Path
+
+
