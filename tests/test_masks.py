@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,10 +15,16 @@ from esgar.masks.labels import BISENET_CLASSES, PARSENET_CLASSES, lookup, remap
 from esgar.masks.parsers import ParserWeightsError, load_parser, parse_batch, parse_one_reference
 from esgar.masks.quality import quality_report
 from esgar.masks.regions import (
-    DEFAULT_REGIONS, apply_fallback, bits_to_masks, label_to_bits, masks_to_bits, region_lut,
+    apply_fallback,
+    bits_to_masks,
+    label_to_bits,
+    masks_to_bits,
+    region_lut,
 )
+from tests.helpers import repo_params, write_random_weights
 
-NAMES = list(DEFAULT_REGIONS)
+REGIONS = repo_params("masks")["regions"]  # the project's regions
+NAMES = list(REGIONS)
 
 
 def drawn_label_map(h: int = 40, w: int = 30) -> np.ndarray:
@@ -32,7 +36,7 @@ def test_both_parser_orders_give_the_same_regions(tmp_path):
     canon = drawn_label_map()
     names = np.array(BISENET_CLASSES)[canon]
     as_parsenet = np.vectorize(PARSENET_CLASSES.index)(names).astype(np.uint8)
-    lut = region_lut(DEFAULT_REGIONS)
+    lut = region_lut(REGIONS)
     for order, arr in (("bisenet", canon), ("parsenet", as_parsenet)):
         Image.fromarray(arr).save(tmp_path / f"{order}.png")
         got = read_label_map(tmp_path / f"{order}.png", order, (30, 40))
@@ -44,8 +48,8 @@ def test_both_parser_orders_give_the_same_regions(tmp_path):
 
 def test_regions_are_unions_of_classes():
     canon = drawn_label_map()
-    masks = bits_to_masks(label_to_bits(canon, region_lut(DEFAULT_REGIONS)), len(NAMES))
-    for i, (name, classes) in enumerate(DEFAULT_REGIONS.items()):
+    masks = bits_to_masks(label_to_bits(canon, region_lut(REGIONS)), len(NAMES))
+    for i, (name, classes) in enumerate(REGIONS.items()):
         want = np.isin(canon, [BISENET_CLASSES.index(c) for c in classes])
         assert np.array_equal(masks[i], want), name
     assert np.array_equal(bits_to_masks(masks_to_bits(masks), len(NAMES)), masks)
@@ -85,13 +89,13 @@ def test_token_grid_rules():
 
 
 def test_import_round_trip_from_generator(tmp_path):
-    from esgar.data.synthetic import generate
     from esgar.data.fs2k import read_fs2k
+    from esgar.data.synthetic import generate
 
     generate(tmp_path / "s", pairs=20, seed=2, workers=1, progress=False,
              label_orders=("parsenet",))
     table, _ = read_fs2k(tmp_path / "s/FS2K", progress=False)
-    lut = region_lut(DEFAULT_REGIONS)
+    lut = region_lut(REGIONS)
     for row in table.itertuples():
         raw = np.asarray(Image.open(tmp_path / "s/parsing/parsenet" / f"{row.image_name}.png"))
         drawn = remap(raw, "parsenet")
@@ -110,6 +114,7 @@ def test_import_round_trip_from_generator(tmp_path):
         assert np.array_equal(again, masks)
 
 
+@pytest.mark.bad_input(stage="masks", kind="data")
 def test_bad_mask_files(tmp_path):
     Image.fromarray(np.zeros((40, 30), np.uint8)).save(tmp_path / "ok.png")
     with pytest.raises(MaskError, match="missing.png: no mask file"):
@@ -131,15 +136,6 @@ def test_bad_mask_files(tmp_path):
                                   missing_region="empty").any()
 
 
-def write_random_weights(folder: Path, name: str = "bisenet") -> None:
-    from facexlib.parsing import BiSeNet, ParseNet
-
-    torch.manual_seed(0)
-    net = BiSeNet(num_class=19) if name == "bisenet" else ParseNet(512, 512, parsing_ch=19)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), folder / f"parsing_{name}.pth")
-
-
 @pytest.mark.parametrize("name", ["bisenet", "parsenet"])
 def test_parser_loads_local_weights_and_batches_like_one_at_a_time(tmp_path, name):
     write_random_weights(tmp_path, name)
@@ -149,14 +145,16 @@ def test_parser_loads_local_weights_and_batches_like_one_at_a_time(tmp_path, nam
               rng.integers(0, 255, (40, 70, 3), dtype=np.uint8)]
     batch = parse_batch(model, name, images, precision="fp32")
     assert [b.shape for b in batch] == [(60, 50), (40, 70)]
-    for im, b in zip(images, batch):
+    for im, b in zip(images, batch, strict=True):
         assert np.array_equal(b, parse_one_reference(model, name, im))
         assert b.max() < 19
 
 
+@pytest.mark.bad_input(stage="masks", kind="data")
 def test_parser_without_weights_offline_names_the_file(tmp_path, monkeypatch):
-    import facexlib.utils.misc as misc
     from urllib.error import URLError
+
+    import facexlib.utils.misc as misc
 
     def offline(url, dst, hash_prefix=None, progress=True):
         raise URLError("[Errno -2] Name or service not known")
@@ -167,6 +165,30 @@ def test_parser_without_weights_offline_names_the_file(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "parsing_parsenet.pth" in msg and "masks.weights_dir" in msg
     assert "releases/download/v0.2.2/parsing_parsenet.pth" in msg
+
+
+@pytest.mark.bad_input(stage="masks", kind="service")
+def test_parser_weights_from_a_silent_host_fail_within_the_timeout(tmp_path, monkeypatch):
+    """A host that accepts the connection and never answers: facexlib's download has no
+    timeout of its own, so the parser bounds it."""
+    import socket
+    import time
+
+    import esgar.masks.parsers as parsers
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    for var in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setattr(parsers, "DOWNLOAD_TIMEOUT_S", 1.0)
+    start = time.monotonic()
+    with pytest.raises(ParserWeightsError, match="could not be downloaded .*timed out"):
+        load_parser("bisenet", tmp_path / "weights", "cpu")
+    assert time.monotonic() - start < 10
+    assert socket.getdefaulttimeout() is None  # restored
+    server.close()
 
 
 def test_store_round_trip_and_quality(tmp_path):

@@ -10,9 +10,17 @@ import pytest
 from sklearn import metrics as skm
 
 from esgar import schema
-from esgar.metrics import (accuracy, balanced_accuracy, batched_confusion, bootstrap_ci,
-                           confusion_matrix, evaluate, macro_f1, per_class_recall,
-                           plot_confusion)
+from esgar.metrics import (
+    accuracy,
+    balanced_accuracy,
+    batched_confusion,
+    bootstrap_ci,
+    confusion_matrix,
+    evaluate,
+    macro_f1,
+    per_class_recall,
+)
+from esgar.visualize import plot_confusion
 
 
 def random_case(seed: int, n: int = 200, c: int = 5):

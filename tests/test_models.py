@@ -13,11 +13,13 @@ import timm
 import torch
 
 from esgar import schema
+from esgar.errors import ConfigError
 from esgar.models.backbones import PretrainedWeightsError, create_backbone
 from esgar.models.factory import AttributeModel, create_model
 from esgar.models.heads import list_heads
 from esgar.models.heads.esg import choose_num_heads, esg_reference_branch
 from esgar.models.heads.lsa import DEFAULT_DICTIONARY, language_prior, load_dictionary
+from tests.helpers import ATTRIBUTE_REGIONS
 
 REPO = Path(__file__).resolve().parents[1]
 REGIONS = ("hair", "earring", "face", "foreground", "mouth", "eyes", "brows", "nose", "ears",
@@ -28,8 +30,8 @@ IMG = 128  # resnet18 -> a 4x4 grid
 
 def make(head: str, **kw) -> AttributeModel:
     torch.manual_seed(0)
-    return create_model("resnet18", head, region_names=REGIONS, pretrained=False, img_size=IMG,
-                        **kw)
+    return create_model("resnet18", head, region_names=REGIONS, attribute_regions=ATTRIBUTE_REGIONS,
+                        pretrained=False, img_size=IMG, **kw)
 
 
 def random_grids(b: int = 2, seed: int = 0, p: float = 0.5) -> torch.Tensor:
@@ -46,8 +48,10 @@ def images() -> torch.Tensor:
 
 def test_registry_lists_every_head():
     assert set(HEADS) <= set(list_heads())
-    with pytest.raises(KeyError, match="known heads"):
+    with pytest.raises(ConfigError, match="known heads"):
         make("nope")
+    with pytest.raises(ConfigError, match="takes no option.*pooling"):
+        make("global", pooling="mean")
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -193,7 +197,7 @@ def test_lsa_dictionary_file_and_balance():
     sub = load_dictionary(["earring", "hair"], ["ears", "hair"])
     assert sub[0, 0] == m[d["attributes"].index("earring"), d["regions"].index("ears")]
     assert sub[1].argmax() == 1  # "hair" is closest to the region "hair"
-    with pytest.raises(KeyError, match="make_lsa_dictionary"):
+    with pytest.raises(ConfigError, match="make_lsa_dictionary"):
         load_dictionary(["hair"], ["tail"])
     net = make("lsa", tau=0.1)
     torch.testing.assert_close(net.head.balance, torch.full((7,), 0.5))
@@ -244,7 +248,8 @@ def test_pretrained_local_file(tmp_path):
         assert got.keys() == want.keys()
         assert all(torch.equal(got[k], want[k]) for k in want)
     # a whole AttributeModel's state dict gives its backbone
-    net = create_model("resnet18", "global", pretrained=plain, img_size=64)
+    net = create_model("resnet18", "global", region_names=REGIONS,
+                       attribute_regions=ATTRIBUTE_REGIONS, pretrained=plain, img_size=64)
     whole = tmp_path / "model.pt"
     torch.save(net.state_dict(), whole)
     got = create_backbone("resnet18", pretrained=whole, img_size=64).model.state_dict()
@@ -258,8 +263,10 @@ def test_pretrained_local_file(tmp_path):
 
 def test_create_model_arguments_and_config(images):
     net = create_model("resnet18", "esg", attributes=["hair", "earring"],
-                       attribute_regions={"earring": "ears"}, pretrained=False, img_size=IMG)
-    assert net.region_names == ("hair", "ears")  # in order of first use
+                       region_names=("hair", "ears"),
+                       attribute_regions={"hair": "hair", "earring": "ears"}, pretrained=False,
+                       img_size=IMG)
+    assert net.region_names == ("hair", "ears")
     assert net.attribute_regions == {"hair": "hair", "earring": "ears"}
     grids = torch.ones(2, 2, 4, 4)
     assert set(net(images, grids)) == {"hair", "earring"}
@@ -267,10 +274,20 @@ def test_create_model_arguments_and_config(images):
         net(images, torch.ones(2, 3, 4, 4))
     with pytest.raises(ValueError, match="feature grid"):
         net(images, torch.ones(2, 2, 7, 7))
-    with pytest.raises(KeyError, match="not among the model's regions"):
-        create_model("resnet18", "esg", region_names=("face",), pretrained=False, img_size=64)
-    with pytest.raises(KeyError, match="not modelled"):
-        create_model("resnet18", "esg", attribute_regions={"beard": "face"}, pretrained=False)
+    with pytest.raises(ConfigError, match="hair -> 'hair' is not one of the regions"):
+        create_model("resnet18", "esg", region_names=("face",),
+                     attribute_regions=ATTRIBUTE_REGIONS, pretrained=False, img_size=64)
+    with pytest.raises(ConfigError, match="not modelled: beard"):
+        create_model("resnet18", "esg", region_names=REGIONS,
+                     attribute_regions={**ATTRIBUTE_REGIONS, "beard": "face"}, pretrained=False,
+                     img_size=64)
+    with pytest.raises(ConfigError, match="no region for 'smile'"):
+        create_model("resnet18", "esg", region_names=REGIONS,
+                     attribute_regions={k: v for k, v in ATTRIBUTE_REGIONS.items()
+                                        if k != "smile"}, pretrained=False, img_size=64)
+    with pytest.raises(ConfigError, match="did you mean resnet18"):
+        create_model("resnet1", "esg", region_names=REGIONS, attribute_regions=ATTRIBUTE_REGIONS,
+                     pretrained=False, img_size=64)
     config = json.loads(json.dumps(net.config))
     again = create_model(**config)
     assert again.state_dict().keys() == net.state_dict().keys()

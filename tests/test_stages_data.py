@@ -6,29 +6,10 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import run
+from tests.helpers import ran_stages, run, set_params
 
 pytestmark = pytest.mark.slow
-
-
-def set_params(repo, **sections):
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        for key, value in values.items():
-            node = params[section]
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def ran_stages(proc) -> list[str]:
-    out = proc.stdout + proc.stderr
-    return [s for s in ("download", "prepare") if f"Running stage '{s}'" in out]
 
 
 def test_repro_download_and_prepare(repo_copy):

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from esgar import schema
-from esgar.cli import main as cli
+from esgar import cli, schema
 from esgar.data import layout
 from esgar.data.fs2k import read_fs2k
 from esgar.data.synthetic import generate, quota
+from esgar.errors import OutputError
 from esgar.masks.labels import BISENET_CLASSES, PARSENET_CLASSES
 
 
@@ -114,9 +114,9 @@ def test_noise_log_is_the_ground_truth_of_flips(tmp_path):
     for a in schema.ATTRIBUTE_NAMES:
         changed = clean[a] != noisy[a]
         diffs += [(n, a, t, v) for n, t, v in zip(clean.image_name[changed], clean[a][changed],
-                                                  noisy[a][changed])]
+                                                  noisy[a][changed], strict=True)]
     assert sorted(diffs) == sorted(zip(log.image_name, log.attribute, log.true_label,
-                                       log.noisy_label))
+                                       log.noisy_label, strict=True))
     for split in ("train", "test"):
         part = clean[clean.fs2k_split == split]
         flipped = log[(log.split == split) & (log.attribute == "earring")]
@@ -129,7 +129,7 @@ def test_noise_log_is_the_ground_truth_of_flips(tmp_path):
 
 
 def test_cli_and_missing_colours(tmp_path, capsys):
-    assert cli(["synth", str(tmp_path / "s"), "--pairs", "30", "--seed", "2", "--workers", "1",
+    assert cli.main(["synth", str(tmp_path / "s"), "--pairs", "30", "--seed", "2", "--workers", "1",
                 "--noise", "style:2=0.5"]) == 0
     summary = json.loads((tmp_path / "s/synthetic.json").read_text())
     assert json.loads(capsys.readouterr().out)["pairs"] == 30
@@ -160,16 +160,31 @@ def test_bad_arguments(tmp_path, kwargs, message):
 
 def test_refuses_to_overwrite(tmp_path):
     generate(tmp_path / "o", pairs=20, workers=1, progress=False)
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(OutputError, match="not empty"):
         generate(tmp_path / "o", pairs=20, workers=1, progress=False)
     assert layout.find_image(tmp_path / "o/FS2K", "photo/photo1/image0001") is not None
+
+
+def test_cli_writes_atomically_and_never_over_foreign_data(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    assert cli.main(["-q", "synth", str(mine), "--pairs", "20", "--workers", "1"]) == 1
+    assert "replaces only a folder it wrote" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    out = tmp_path / "out"
+    assert cli.main(["-q", "synth", str(out), "--pairs", "20", "--workers", "1"]) == 0
+    assert cli.main(["-q", "synth", str(out), "--pairs", "21", "--workers", "1"]) == 0  # its own
+    assert json.loads((out / "synthetic.json").read_text())["pairs"] == 21
+    assert cli.main(["-q", "synth", str(tmp_path / "x"), "--pairs", "5"]) == 1
+    assert "pairs must be at least 20" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_full_size_synthetic_passes_prepare_with_fs2k_counts(tmp_path):
     """The acceptance check: 2,104 pairs, zero problems, counts within 2 of the priors."""
-    from esgar.data.table import build_sample_table
     from esgar.active.relabels import read_snapshot
+    from esgar.data.table import build_sample_table
 
     generate(tmp_path / "full", pairs=2104, seed=0, progress=False)
     fs2k, report = read_fs2k(tmp_path / "full/FS2K", progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,8 @@ from torch.utils.data import Dataset
 
 from esgar import schema
 from esgar.models.factory import create_model
-from esgar.training import TrainConfig, train
+from esgar.training import TrainConfig, load_checkpoint, record_epoch, train
+from tests.helpers import ATTRIBUTE_REGIONS, repo_params
 
 REGIONS = ["hair", "earring", "face", "foreground"]
 
@@ -31,11 +34,24 @@ class Toy(Dataset):
                 "index": i}
 
 
+def config(**kw) -> TrainConfig:
+    """params.yaml's train settings (the library has no defaults of its own), changed by kw."""
+    p = {k: v for k, v in repo_params("train").items()
+         if k not in ("resume", "out", "metrics", "history")}
+    return TrainConfig(**{**p, "batch_size": 8, "device": "cpu", **kw})
+
+
+def model(head="esg"):
+    return create_model("resnet18", head, region_names=REGIONS,
+                        attribute_regions={a: "face" for a in ATTRIBUTE_REGIONS},
+                        pretrained=False, img_size=32)
+
+
 def fit(out, epochs=2, seed=0, head="esg", on_epoch=None, lr=1e-3, **kw):
     torch.manual_seed(123)  # the same initial weights for every call
-    net = create_model("resnet18", head, region_names=REGIONS, pretrained=False, img_size=32)
-    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=lr, seed=seed, device="cpu", **kw)
-    return net, train(net, Toy(30, 0), Toy(15, 1), cfg, out, progress=False, on_epoch=on_epoch)
+    net = model(head)
+    cfg = config(epochs=epochs, lr=lr, seed=seed, **kw)
+    return net, train(net, Toy(30, 0), Toy(15, 1), cfg, out, on_epoch=on_epoch)
 
 
 def weights(net) -> np.ndarray:
@@ -55,6 +71,16 @@ class Interrupted(Exception):
     pass
 
 
+class Touch:
+    """Unpickling it creates a file: what a malicious checkpoint could do."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
 def interrupt_after(n: int):
     def on_epoch(epoch, metrics):
         if epoch == n:
@@ -72,19 +98,84 @@ def test_resume_continues_where_it_stopped(tmp_path):
     assert r_full.history[-1]["val/mean_bacc"] == pytest.approx(r_res.history[-1]["val/mean_bacc"])
 
 
-def test_checkpoint_of_another_model_is_not_resumed(tmp_path, capsys):
+def test_checkpoint_of_another_model_is_not_resumed(tmp_path, caplog):
     fit(tmp_path / "m", epochs=1, head="esg")
-    _, r = fit(tmp_path / "m", epochs=1, head="global")
-    assert "starting over" in capsys.readouterr().out
-    assert r.epochs_run == 1 and (tmp_path / "m/best.pt").is_file()
+    esg_best = (tmp_path / "m/best.pt").read_bytes()
+    epochs = []
+    global_net, r = fit(tmp_path / "m", epochs=1, head="global",
+                        on_epoch=lambda epoch, metrics: epochs.append(epoch))
+    assert "of another model or settings; starting over" in caplog.text
+    assert r.epochs_run == 1 and epochs == [1]
+    best = torch.load(tmp_path / "m/best.pt", weights_only=True)
+    assert best != esg_best and set(best) == set(global_net.state_dict())  # this run's
 
 
-def test_finished_run_is_trained_again_not_returned(tmp_path, capsys):
+@pytest.mark.bad_input(stage="train", kind="output")
+def test_stale_best_is_removed_when_starting_over(tmp_path):
+    fit(tmp_path / "s", epochs=1)
+    (tmp_path / "s/last.pt").unlink()
+
+    class Exploding(Toy):
+        def __getitem__(self, i):
+            raise Interrupted  # the run dies in its first epoch
+
+    cfg = config(epochs=1)
+    with pytest.raises(Interrupted):
+        train(model(), Exploding(30, 0), Toy(15, 1), cfg, tmp_path / "s")
+    assert not (tmp_path / "s/best.pt").exists()  # no old best.pt passes for this run's
+
+
+@pytest.mark.bad_input(stage="train", kind="output")
+def test_truncated_checkpoint_is_set_aside_and_training_starts_over(tmp_path, caplog):
+    fit(tmp_path / "t", epochs=2, on_epoch=interrupt_after(3))  # finished, not interrupted
+    last = tmp_path / "t/last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    _, r = fit(tmp_path / "t", epochs=3)
+    assert r.epochs_run == 3 and len(r.history) == 3
+    aside = list((tmp_path / "t").glob("last.unreadable-*.pt"))
+    assert len(aside) == 1 and aside[0].read_bytes() == data[: len(data) // 2]
+    assert "unreadable" in caplog.text and "starting over" in caplog.text
+
+
+@pytest.mark.bad_input(stage="train", kind="output")
+def test_checkpoint_loads_tensors_only(tmp_path):
+    """A checkpoint that would run code when unpickled is refused, not executed."""
+    out = tmp_path / "w"
+    out.mkdir()
+    torch.save({"model": {}, "optimizer": {}, "scheduler": {},
+                "state": Touch(tmp_path / "pwned"), "fingerprint": {}}, out / "last.pt")
+    cfg = config(epochs=1)
+    assert load_checkpoint(out / "last.pt", {}, cfg, torch.device("cpu")) is None
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_record_epoch_tracks_best_and_patience():
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": []}
+    assert record_epoch(state, 1, {"val/mean_bacc": 0.5})
+    assert not record_epoch(state, 2, {"val/mean_bacc": 0.5})  # equal is not better
+    assert record_epoch(state, 3, {"val/mean_bacc": 0.6})
+    assert not record_epoch(state, 4, {"val/mean_bacc": 0.1})
+    assert (state["best_epoch"], state["stale"], state["epoch"]) == (3, 1, 4)
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3, 4]
+
+
+@pytest.mark.bad_input(stage="train", kind="params")
+def test_config_has_no_defaults_and_checks_ranges():
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig()
+    for bad in ({"epochs": 0}, {"lr": 0}, {"patience": 0}, {"loss": "bal"},
+                {"loss_kwargs": {"beta": 0.9}}, {"typo": 1}):
+        with pytest.raises(ValueError):
+            config(**bad)
+
+
+def test_finished_run_is_trained_again_not_returned(tmp_path, caplog):
     first, _ = fit(tmp_path / "f", epochs=2)
     epochs_trained = []
     again, r = fit(tmp_path / "f", epochs=2,  # e.g. dvc repro after the data changed
                    on_epoch=lambda epoch, metrics: epochs_trained.append(epoch))
-    assert "finished run; starting over" in capsys.readouterr().out
+    assert "finished run; starting over" in caplog.text
     assert epochs_trained == [1, 2]
     assert r.epochs_run == 2 and len(r.history) == 2
     assert np.array_equal(weights(first), weights(again))  # trained anew, seeded alike
@@ -102,10 +193,10 @@ def test_early_stopping_and_best_checkpoint(tmp_path):
     assert any(k.startswith("head.") for k in best)
 
 
+@pytest.mark.bad_input(stage="train", kind="params")
 def test_missing_class_in_training_labels_is_a_clear_error(tmp_path):
     ds = Toy(30, 0)
     ds.labels[:, 0] = 0  # no "without hair" sample
-    net = create_model("resnet18", "global", region_names=REGIONS, pretrained=False, img_size=32)
-    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", loss="balanced_bce")
+    cfg = config(epochs=1, loss="balanced_bce", loss_kwargs={})
     with pytest.raises(ValueError, match="hair"):
-        train(net, ds, Toy(15, 1), cfg, tmp_path, progress=False)
+        train(model("global"), ds, Toy(15, 1), cfg, tmp_path)

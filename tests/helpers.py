@@ -1,0 +1,98 @@
+"""Helpers the stage and integration tests share: running commands in a repo copy, editing its
+params.yaml, and small weights files written by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+STAGES = ("download", "prepare", "masks", "train", "evaluate")
+
+# Points every HTTP(S) client at a closed local port: "offline", whatever the machine's network.
+OFFLINE = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           "no_proxy": "", "NO_PROXY": ""}
+
+
+def stage_env() -> dict[str, str]:
+    """Environment for `dvc` and stage scripts: the venv's python first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `cmd` in `cwd`; with `check`, a non-zero exit fails the test showing its output."""
+    proc = subprocess.run(cmd, cwd=cwd, env={**stage_env(), **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    """The project's files (tracked and untracked-not-ignored) in a fresh git repo at `dest`."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm",
+         "copy"], dest)
+    return dest
+
+
+def set_params(target: Path, **sections) -> None:
+    """Edit a params file (`target`, or `target`/params.yaml for a repository folder), e.g.
+    set_params(repo, train={"epochs": 2}, masks={"regions.face": [...]}); keys are dotted paths
+    inside a section."""
+    path = target if target.suffix in (".yaml", ".yml") else target / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        for key, value in values.items():
+            node = params[section]
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def ran_stages(proc: subprocess.CompletedProcess) -> list[str]:
+    """The pipeline stages `dvc repro` ran, in order."""
+    out = proc.stdout + proc.stderr
+    return [s for s in STAGES if f"Running stage '{s}'" in out]
+
+
+def write_random_weights(folder: Path, name: str = "bisenet") -> None:
+    """A facexlib parser's weights file, randomly initialised (seeded): parsing runs offline."""
+    import torch
+    from facexlib.parsing import BiSeNet, ParseNet
+
+    torch.manual_seed(0)
+    net = BiSeNet(num_class=19) if name == "bisenet" else ParseNet(512, 512, parsing_ch=19)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), folder / f"parsing_{name}.pth")
+
+
+def repo_params(section: str) -> dict:
+    """A section of the project's own params.yaml (the one home of every setting)."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())[section]
+
+
+# ESGAR's attribute -> region table, as params.yaml has it
+ATTRIBUTE_REGIONS: dict[str, str] = repo_params("model")["attribute_regions"]
