@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from esgar import schema
 from esgar.data.fs2k import FS2KError, read_fs2k
-from fs2k_fixtures import make_fs2k, record, write_pair
+from tests.fs2k_fixtures import make_fs2k, record, write_pair
 
 
 def kinds(report):
@@ -55,6 +57,7 @@ def test_missing_colours_in_all_three_forms_are_accepted(tmp_path):
     assert t.loc["photo1_image0003", "eye_color"] is None
 
 
+@pytest.mark.bad_input(stage="prepare", kind="data")
 @pytest.mark.parametrize("bad, kind", [
     ({"hair": 2}, "error:bad_label"),
     ({"style": -1}, "error:bad_label"),
@@ -77,6 +80,7 @@ def test_bad_record_fields(tmp_path, bad, kind):
     assert len(table) == 2 + kept
 
 
+@pytest.mark.bad_input(stage="prepare", kind="data")
 def test_missing_keys_bad_names_and_non_objects(tmp_path):
     rec = record("photo1/image0001")
     del rec["earring"]
@@ -88,6 +92,7 @@ def test_missing_keys_bad_names_and_non_objects(tmp_path):
     assert len(table) == 2
 
 
+@pytest.mark.bad_input(stage="prepare", kind="data")
 def test_duplicates_across_files_keep_the_first(tmp_path):
     root = make_fs2k(tmp_path / "FS2K", [record("photo1/image0001", smile=0)],
                      [record("photo1/image0001", smile=1), record("photo1/image0002")])
@@ -98,6 +103,7 @@ def test_duplicates_across_files_keep_the_first(tmp_path):
     assert t.loc["photo1_image0001", "fs2k_split"] == "train"
 
 
+@pytest.mark.bad_input(stage="prepare", kind="data")
 def test_missing_unreadable_and_mismatched_images(tmp_path):
     root = make_fs2k(tmp_path / "FS2K", [record(f"photo1/image000{i}") for i in range(1, 5)],
                      [record("photo3/image0001")])
@@ -115,6 +121,72 @@ def test_missing_unreadable_and_mismatched_images(tmp_path):
     assert sorted(table["sample_id"]) == ["photo1_image0004", "photo3_image0001"]
 
 
+def noisy_jpeg(path: Path, seed: int = 0) -> None:
+    """A 24x32 JPEG of noise: dense entropy-coded data, which damage throws out of step."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (32, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG", quality=90)
+
+
+def overwrite_mid_scan(path: Path, n: int = 64) -> None:
+    """Overwrite `n` bytes in the middle of a JPEG's entropy-coded data with garbage holding no
+    0xFF byte, hence no marker: Pillow then decodes the file without an error."""
+    data = bytearray(path.read_bytes())
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+    mid = (start + len(data) - 2) // 2
+    garbage = np.random.default_rng(1).integers(0, 0xFF, n, dtype=np.uint8).tobytes()
+    data[mid - n // 2:mid + n // 2] = garbage
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.bad_input(stage="prepare", kind="data")
+def test_jpeg_damaged_mid_stream_is_reported_corrupt_and_dropped(tmp_path):
+    root = make_fs2k(tmp_path / "FS2K", [record("photo1/image0001"), record("photo1/image0002")],
+                     [record("photo3/image0001")])
+    for name in ("image0001", "image0002"):
+        noisy_jpeg(root / f"photo/photo1/{name}.jpg")
+    damaged = root / "photo/photo1/image0001.jpg"
+    overwrite_mid_scan(damaged)
+    with Image.open(damaged) as im:
+        im.load()  # the silent case: Pillow decodes it to garbage without an error
+    table, report = read_fs2k(root, progress=False)
+    assert kinds(report) == ["error:corrupt_image"]
+    problem = report.problems[0]
+    assert (problem.file, problem.image_name) == (str(damaged), "photo1/image0001")
+    assert "Corrupt JPEG data" in problem.message
+    assert sorted(table["sample_id"]) == ["photo1_image0002", "photo3_image0001"]
+
+
+@pytest.mark.bad_input(stage="prepare", kind="data")
+def test_truncated_jpeg_is_reported(tmp_path):
+    root = make_fs2k(tmp_path / "FS2K", [record("photo1/image0001"), record("photo1/image0002")],
+                     [record("photo3/image0001")])
+    path = root / "photo/photo1/image0001.jpg"
+    noisy_jpeg(path)
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    table, report = read_fs2k(root, progress=False)
+    assert kinds(report) == ["error:corrupt_image"]
+    assert "Premature end of JPEG file" in report.problems[0].message
+    assert "photo1_image0001" not in set(table["sample_id"])
+
+
+@pytest.mark.bad_input(stage="prepare", kind="data")
+def test_png_with_damaged_data_is_reported(tmp_path):
+    root = make_fs2k(tmp_path / "FS2K", [record("photo2/image0001"), record("photo2/image0002")],
+                     [record("photo1/image0001")])
+    sketch = root / "sketch/sketch2/sketch0001.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 24), dtype=np.uint8)
+    Image.fromarray(pixels).save(sketch)
+    data = bytearray(sketch.read_bytes())
+    mid = data.index(b"IDAT") + 40
+    data[mid:mid + 16] = bytes(range(16))
+    sketch.write_bytes(bytes(data))
+    table, report = read_fs2k(root, progress=False)
+    assert kinds(report) == ["error:unreadable_image"]
+    assert "photo2_image0001" not in set(table["sample_id"])
+
+
+@pytest.mark.bad_input(stage="prepare", kind="data")
 @pytest.mark.parametrize("breakage, message", [
     (lambda r: (r / "anno_test.json").unlink(), "anno_test.json: annotation file missing"),
     (lambda r: (r / "anno_train.json").write_text("{not json"), "anno_train.json: not valid JSON"),
@@ -127,6 +199,7 @@ def test_unusable_folders_raise_with_the_file_named(good, breakage, message):
         read_fs2k(good, progress=False)
 
 
+@pytest.mark.bad_input(stage="prepare", kind="data")
 def test_no_usable_pair_raises(tmp_path):
     root = make_fs2k(tmp_path / "FS2K", [record("photo1/image0001", hair=7)], [], images=True)
     with pytest.raises(FS2KError, match="no usable photo/sketch pair"):

@@ -1,4 +1,4 @@
-"""Splits, relabels and the assembled sample table."""
+"""Splits and the assembled sample table (the relabel rules: test_relabels.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 
 from esgar import schema
-from esgar.active.relabels import RelabelError, apply_relabels, read_snapshot
 from esgar.data.splits import iterative_split
-from esgar.data.table import assign_splits, build_sample_table, class_counts
+from esgar.data.table import assign_splits, build_sample_table, counts_by_split
 
 
 def fs2k_like_labels(seed: int = 0) -> np.ndarray:
@@ -63,52 +62,19 @@ def test_test_split_is_never_carved():
     assert set(split[table["fs2k_split"] == "train"]) == {"train", "val"}
 
 
-def test_relabels_apply_latest_decision_and_keep_originals():
-    table = small_table()
-    sid = table.loc[0, "sample_id"]
-    old = int(table.loc[0, "smile"])
-    snap = snapshot([
-        (sid, "smile", 1 - old, old, "ann1", "2026-01-01T10:00:00", "1"),
-        (sid, "smile", old, 1 - old, "ann2", "2026-01-02T10:00:00", "2"),  # latest: back again
-        (sid, "earring", 0, 1, "ann1", "2026-01-01T10:00:00", "1"),
-        ("photo9_image9999", "smile", 0, 1, "ann1", "2026-01-01T10:00:00", "3"),
-        (sid, "mood", 0, 1, "ann1", "2026-01-01T10:00:00", "3"),
-        (sid, "style", 7, 1, "ann1", "2026-01-01T10:00:00", "3"),
-    ])
-    out, warnings = build_sample_table(table, 0.2, 0, snap)
-    row = out.set_index("sample_id").loc[sid]
-    assert row.smile == old and row.smile_source == "relabel"
-    assert row.earring == 0 and row.earring_orig == table.loc[0, "earring"]
-    assert row.earring_source == "relabel" and row.gender_source == "fs2k"
-    assert len(warnings) == 3
-    assert any("no such sample" in w for w in warnings)
-    assert any("unknown attribute" in w for w in warnings)
-    assert any("not in 0..2" in w for w in warnings)
-
-
 def test_relabel_does_not_move_samples_between_train_and_val():
     table = small_table()
     before, _ = build_sample_table(table, 0.2, 0, snapshot([]))
-    flips = [(s, "hair", 1, 0, "a", "2026-01-01", "1") for s in table["sample_id"][:30]]
-    after, _ = build_sample_table(table, 0.2, 0, snapshot(flips))
+    flips = [(s, "hair", 1 - h, h, "a", "2026-01-01T00:00:00Z", "1")
+             for s, h in zip(table["sample_id"][:30], table["hair"][:30], strict=True)]
+    after, warnings = build_sample_table(table, 0.2, 0, snapshot(flips))
+    assert warnings == [] and (after["hair_source"][:30] == "relabel").all()
     assert (before["split"] == after["split"]).all()
 
 
 def test_class_counts_per_split():
     out, _ = build_sample_table(small_table(), 0.2, 0, snapshot([]))
-    counts = class_counts(out)
+    counts = counts_by_split(out)
     assert set(counts) == {"train", "val", "test"}
     assert sum(counts["test"]["style"]) == 20
     assert sum(counts["train"]["hair"]) + sum(counts["val"]["hair"]) == 60
-
-
-def test_snapshot_file_errors(tmp_path):
-    assert read_snapshot(tmp_path / "absent.csv").empty
-    bad = tmp_path / "snap.csv"
-    bad.write_text("sample_id,label\nx,1\n")
-    with pytest.raises(RelabelError, match="snap.csv: missing column"):
-        read_snapshot(bad)
-    empty, warnings = apply_relabels(
-        small_table().rename(columns={n: f"{n}_orig" for n in schema.ATTRIBUTE_NAMES}),
-        snapshot([]))
-    assert warnings == [] and (empty["hair_source"] == "fs2k").all()

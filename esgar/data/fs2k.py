@@ -21,6 +21,7 @@ The table has one row per photo/sketch pair:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections import Counter
@@ -30,17 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import simplejpeg
 from PIL import Image
 from tqdm import tqdm
 
 from esgar import schema
+from esgar.errors import EsgarError
 from esgar.data import layout
 
 REQUIRED_KEYS = frozenset({"image_name", *schema.ATTRIBUTE_NAMES})
 KNOWN_KEYS = REQUIRED_KEYS | set(schema.COLOR_FIELDS) | {"skin_patch"}
 
 
-class FS2KError(ValueError):
+class FS2KError(EsgarError, ValueError):
     """The data cannot be used; the message says what and where."""
 
 
@@ -206,14 +209,36 @@ def read_annotations(root: Path, report: Report) -> tuple[list[dict[str, Any]], 
     return rows, named
 
 
-def _image_size(path: Path) -> tuple[int, int] | str:
-    """(width, height) of a fully decodable image, or the reason it is not."""
+@dataclass(frozen=True)
+class _BadImage:
+    kind: str  # `unreadable_image` or `corrupt_image`
+    message: str
+
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _image_size(path: Path) -> tuple[int, int] | _BadImage:
+    """(width, height) of an image that decodes to the end without a complaint, or why not.
+
+    Pillow decodes JPEGs with damaged data silently (libjpeg's "Corrupt JPEG data" warnings are
+    dropped), so JPEGs are decoded by simplejpeg in strict mode, which raises on them."""
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes()
+        if data.startswith(_JPEG_MAGIC):
+            try:
+                h, w = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True).shape[:2]
+                return w, h
+            except ValueError as e:
+                if "Corrupt JPEG data" in str(e) or "Premature end" in str(e):
+                    return _BadImage("corrupt_image", f"corrupt image data, decodes to damaged "
+                                                      f"pixels (decoder: {e})")
+                raise
+        with Image.open(io.BytesIO(data)) as im:
             im.load()
             return im.size
-    except Exception as e:  # PIL raises many types for broken files
-        return f"unreadable image ({type(e).__name__}: {e})"
+    except Exception as e:  # decoders raise many types for broken files
+        return _BadImage("unreadable_image", f"unreadable image ({type(e).__name__}: {e})")
 
 
 def attach_images(root: Path, rows: list[dict[str, Any]], report: Report,
@@ -238,9 +263,9 @@ def attach_images(root: Path, rows: list[dict[str, Any]], report: Report,
     out = []
     for i, (row, photo, sketch) in enumerate(located):
         psize, ssize = sizes[2 * i], sizes[2 * i + 1]
-        bad = [(p, s) for p, s in ((photo, psize), (sketch, ssize)) if isinstance(s, str)]
-        for path, reason in bad:
-            report.add("error", "unreadable_image", path, reason, row["image_name"])
+        bad = [(p, s) for p, s in ((photo, psize), (sketch, ssize)) if isinstance(s, _BadImage)]
+        for path, problem in bad:
+            report.add("error", problem.kind, path, problem.message, row["image_name"])
         if bad:
             continue
         if psize != ssize:
