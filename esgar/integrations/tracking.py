@@ -1,7 +1,11 @@
 """MLflow, the one module that imports it: runs, params, data version, curves, plots, models.
 
 Default store: `sqlite:///mlflow.db` in the working directory (the repo root for stages), with
-artifacts in `./mlruns`; `MLFLOW_TRACKING_URI` overrides it. The model is logged as a pyfunc
+artifacts in `./mlruns`; `MLFLOW_TRACKING_URI` overrides it. `check_tracking()` tries the store
+with bounded timeouts and raises `TrackingUnavailable` (one line: URI, what failed, what to do);
+`run()` calls it first, and stages call it before any heavy work. Every later MLflow HTTP call is
+bounded too: importing this module sets defaults (which the environment may override) for
+MLflow's request timeout and retries, see `HTTP_DEFAULTS`. The model is logged as a pyfunc
 that takes named tensors `{"image": float32 [B,3,S,S], "grids": float32 [B,R,gh,gw]}` and
 returns `{attribute: class probabilities [B,C]}` for any batch size.
 """
@@ -9,28 +13,183 @@ returns `{attribute: class probabilities [B,C]}` for any batch size.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
+import requests
 import yaml
 
+from esgar.errors import EsgarError
+
+# MLflow's defaults (120 s per request, 7 retries with backoff 2) turn a dead server into a
+# ~4 minute wait per call; these bound one call to 3 tries of 20 s plus ~3 s of backoff.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+for _name, _value in HTTP_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
 
 import mlflow  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
+from mlflow.utils.credentials import get_default_host_creds  # noqa: E402
+from mlflow.utils.rest_utils import http_request  # noqa: E402
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "esgar"
+CHECK_TIMEOUT_S = 5.0  # connect and read timeout of each request `check_tracking` makes
+STORE_TIMEOUT_S = 60.0  # opening a database store; creating a new sqlite one takes ~7 s
+_SERVER_HINT = ("start the server, or unset MLFLOW_TRACKING_URI to log to sqlite:///mlflow.db "
+                "in the repository")
+_log = logging.getLogger(__name__)
+
+
+class TrackingUnavailable(EsgarError, RuntimeError):
+    """The MLflow tracking store cannot be used; the message is one line: the URI, what went
+    wrong and what to do."""
 
 
 def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` when set, else the repository's `sqlite:///mlflow.db`."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_tracking(uri: str | None = None, timeout: float = CHECK_TIMEOUT_S) -> str:
+    """Check that the tracking store `uri` (default `tracking_uri()`) can be used, cheaply and
+    within bounded time: an http(s) server must answer `/health` and one API call, each within
+    `timeout` seconds to connect and to answer, without retries; a local store (sqlite file or
+    folder) needs a writable folder and a database that opens within `STORE_TIMEOUT_S`.
+    Returns the URI checked; raises `TrackingUnavailable` otherwise."""
+    uri = uri or tracking_uri()
+    if urlparse(uri).scheme in ("http", "https"):
+        _check_server(uri, timeout)
+        return uri
+    folder = _local_folder(uri)
+    if folder is not None:
+        _check_folder(uri, folder)
+    _check_store(uri, folder)
+    return uri
+
+
+def _unavailable(uri: str, what: str, todo: str = _SERVER_HINT) -> TrackingUnavailable:
+    what = " ".join(what.split())  # one line, whatever the underlying error printed
+    return TrackingUnavailable(f"MLflow tracking at {uri} is unavailable: {what}; {todo}")
+
+
+def _check_server(uri: str, timeout: float) -> None:
+    """GET <uri>/health (MLflow answers "OK"), then search for at most one experiment."""
+    base = uri.rstrip("/")
+    creds = get_default_host_creds(base)
+    try:
+        health = requests.get(f"{base}/health", timeout=(timeout, timeout), verify=creds.verify)
+        if health.status_code != 200:
+            raise _unavailable(uri, f"HTTP {health.status_code} from /health")
+        endpoint = "/api/2.0/mlflow/experiments/search"
+        api = http_request(creds, endpoint, "GET", params={"max_results": 1}, max_retries=0,
+                           backoff_factor=0, backoff_jitter=0, timeout=(timeout, timeout),
+                           raise_on_status=False)
+    except (requests.RequestException, MlflowException) as e:
+        _log.debug("tracking check of %s failed", uri, exc_info=True)
+        raise _unavailable(uri, _connection_failure(e, timeout)) from None
+    if api.status_code in (401, 403):
+        raise _unavailable(uri, f"HTTP {api.status_code} from {endpoint}",
+                           "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                           "MLFLOW_TRACKING_TOKEN), or unset MLFLOW_TRACKING_URI to log to "
+                           "sqlite:///mlflow.db in the repository")
+    if api.status_code != 200:
+        raise _unavailable(uri, f"HTTP {api.status_code} from {endpoint} (is it MLflow?)")
+
+
+def _connection_failure(error: BaseException, timeout: float) -> str:
+    """What went wrong, in a few words, from a requests error (MLflow wraps them)."""
+    root: BaseException | None = error
+    while root is not None and not isinstance(root, requests.RequestException):
+        root = root.__cause__ or root.__context__
+    if isinstance(root, requests.Timeout):
+        return f"no answer within {timeout:g} s"
+    if isinstance(root, requests.exceptions.SSLError):
+        return "TLS handshake failed (check the certificate or MLFLOW_TRACKING_INSECURE_TLS)"
+    text = str(root or error).lower()
+    known = {"refused": "connection refused", "resolve": "host name not found",
+             "reset": "connection reset", "disconnected": "connection closed without an answer"}
+    return next((what for key, what in known.items() if key in text),
+                f"cannot connect ({str(root or error)[:200]})")
+
+
+def _local_folder(uri: str) -> Path | None:
+    """The folder a local store writes into: a sqlite file's folder or a file store itself;
+    None for in-memory sqlite and other databases."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:///") else ""
+        return Path(path).parent if path not in ("", ":memory:") else None
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    return Path(uri) if parsed.scheme == "" else None
+
+
+def _check_folder(uri: str, folder: Path) -> None:
+    """`folder` exists or is created, and a file can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise _unavailable(uri, f"folder {folder} cannot be created or written "
+                                f"({e.strerror or e})",
+                           "make it writable, or set MLFLOW_TRACKING_URI to a writable store "
+                           "such as sqlite:///<writable folder>/mlflow.db") from None
+
+
+def _check_store(uri: str, folder: Path | None) -> None:
+    """The store opens (a new sqlite one gets its tables) and lists one experiment."""
+    try:
+        _bounded(lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1),
+                 STORE_TIMEOUT_S)
+    except TimeoutError:
+        raise _unavailable(uri, f"no answer within {STORE_TIMEOUT_S:g} s",
+                           "check that nothing holds the database locked") from None
+    except Exception as e:
+        _log.debug("tracking check of %s failed", uri, exc_info=True)
+        where = f" in {folder}" if folder is not None else ""
+        raise _unavailable(uri, f"the store does not open ({str(e)[:200]})",
+                           f"repair or move away the store{where}, or set MLFLOW_TRACKING_URI "
+                           "to another store") from None
+
+
+def _bounded(call: Callable[[], Any], timeout: float) -> Any:
+    """`call()`'s result, or TimeoutError after `timeout` s. A daemon thread, not an executor:
+    a call stuck in the database (a hung network file system) must not block the exit."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, name="esgar-tracking-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -77,13 +236,63 @@ def data_version(paths: list[str], lock: str | Path = "dvc.lock") -> dict[str, s
 @contextmanager
 def run(run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
         experiment: str = EXPERIMENT) -> Iterator[mlflow.ActiveRun]:
-    """Start a run in `experiment` with flattened params and tags (git commit added)."""
-    mlflow.set_tracking_uri(tracking_uri())
+    """Start a run in `experiment` with flattened params and tags (git commit added), after
+    `check_tracking()`; yields the active run. It ends FINISHED; FAILED if the block raises,
+    KILLED on KeyboardInterrupt or (main thread) SIGTERM, and the exception is re-raised."""
+    mlflow.set_tracking_uri(check_tracking())
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name) as active:
-        mlflow.set_tags({"git_commit": git_commit(), **tags})
-        mlflow.log_params(flatten(params))
-        yield active
+    with _sigterm_raises_interrupt():
+        active = mlflow.start_run(run_name=run_name)
+        try:
+            mlflow.set_tags({"git_commit": git_commit(), **tags})
+            mlflow.log_params(flatten(params))
+            yield active
+        except BaseException as error:
+            _end_after_error(active, "KILLED" if isinstance(error, KeyboardInterrupt)
+                             else "FAILED")
+            raise
+        _end_run(active, "FINISHED")
+
+
+def _end_run(active: mlflow.ActiveRun, status: str) -> None:
+    """End `active` as `status` if it is still the active run. SIGTERM is ignored meanwhile
+    (the call is bounded), so a second `kill` cannot leave the run RUNNING."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGTERM) is _raise_interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    current = mlflow.active_run()
+    if current is not None and current.info.run_id == active.info.run_id:
+        mlflow.end_run(status)
+
+
+def _end_after_error(active: mlflow.ActiveRun, status: str) -> None:
+    """`_end_run`, logging rather than raising its own failure: the error that ended the run
+    (which may be that same dead store) is the one to report."""
+    try:
+        _end_run(active, status)
+    except Exception as e:
+        _log.warning("MLflow run %s could not be marked %s, it stays RUNNING at %s: %s",
+                     active.info.run_id, status, mlflow.get_tracking_uri(),
+                     " ".join(str(e).split())[:300])
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def _sigterm_raises_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM raises KeyboardInterrupt, so `kill`, DVC's or Prefect's cancellation
+    end the run KILLED; the previous handler comes back after. Only the main thread may set
+    handlers: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -96,26 +305,28 @@ def log_artifact(path: str | Path, folder: str | None = None) -> None:
 
 
 class _AttributeModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: rebuilds the network from its config and weights, softmaxes each head."""
+    """pyfunc wrapper: the trained-model folder (`esgar.models.factory.save_trained`) in, class
+    probabilities per attribute out."""
 
     def load_context(self, context) -> None:
-        import torch
+        from esgar.models.factory import load_trained
 
-        from esgar.models.factory import create_model
+        self.net, _ = load_trained(context.artifacts["model_dir"])
 
-        config = json.loads(Path(context.artifacts["config"]).read_text())
-        self.attributes = config["attributes"]
-        self.net = create_model(**config["model"])
-        self.net.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu"))
-        self.net.eval()
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow reads them
+        return _probabilities(self.net, model_input)
 
-    def predict(self, context, model_input, params=None):
-        import torch
 
-        with torch.inference_mode():
-            logits = self.net(torch.as_tensor(np.asarray(model_input["image"], np.float32)),
-                              torch.as_tensor(np.asarray(model_input["grids"], np.float32)))
-        return {a: torch.softmax(logits[a], 1).numpy() for a in self.attributes}
+def _probabilities(net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import torch
+
+    from esgar.predict import probabilities
+
+    net.eval()
+    with torch.inference_mode():
+        logits = net(torch.as_tensor(np.asarray(inputs["image"], np.float32)),
+                     torch.as_tensor(np.asarray(inputs["grids"], np.float32)))
+    return probabilities(logits)
 
 
 def log_model(net, example: dict[str, np.ndarray], name: str = "model",
@@ -123,24 +334,15 @@ def log_model(net, example: dict[str, np.ndarray], name: str = "model",
     """Log `net` (an `AttributeModel`) as a pyfunc; `example` must hold a batch of >= 2 so no
     batch size is baked in. It is rebuilt from `net.config` (random init) plus its weights.
     """
-    import torch
+    from esgar.models.factory import save_trained, save_weights
 
     if len(example["image"]) < 2:
         raise ValueError("log_model: give an input example with a batch of at least 2")
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "weights.pt"
-        config = Path(tmp) / "config.json"
-        torch.save(net.state_dict(), weights)
-        attributes = list(net.attributes)
-        config.write_text(json.dumps({"model": {**net.config, "pretrained": False},
-                                      "attributes": attributes}))
-        net.eval()
-        with torch.inference_mode():
-            logits = net(torch.as_tensor(example["image"]), torch.as_tensor(example["grids"]))
-        output = {a: torch.softmax(logits[a], 1).numpy() for a in attributes}
+        save_trained(tmp, net, save_weights(tmp, net).name)
+        output = _probabilities(net, example)
         return mlflow.pyfunc.log_model(
-            name=name, python_model=_AttributeModel(),
-            artifacts={"weights": str(weights), "config": str(config)},
+            name=name, python_model=_AttributeModel(), artifacts={"model_dir": tmp},
             input_example=example, signature=infer_signature(example, output),
             registered_model_name=registered_model_name, pip_requirements=_requirements(),
             code_paths=[str(Path(__file__).resolve().parents[1])],  # the esgar package itself
