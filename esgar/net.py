@@ -6,36 +6,46 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import requests
 
-__all__ = ["PROBE_TIMEOUT_S", "probe_target", "reachable", "socket_timeout"]
+__all__ = ["PROBE_TIMEOUT_S", "bounded", "probe_target", "reachable", "socket_timeout"]
+
+T = TypeVar("T")
 
 PROBE_TIMEOUT_S = 4.0
 
 
+def bounded(call: Callable[[], T], timeout: float, what: str) -> T:
+    """`call()`'s result, or TimeoutError("<what> took over <timeout> s"), for calls that take
+    no timeout of their own. A daemon thread, not an executor: a call that never returns (a
+    hung resolver or network file system) must not block the process's exit."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, name=f"esgar-bounded {what}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{what} took over {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
+
+
 def _resolve(host: str, port: int, timeout: float) -> list[tuple]:
     # getaddrinfo ignores socket timeouts: a broken resolver can block for tens of seconds.
-    result: dict[str, Any] = {}
-
-    def lookup() -> None:
-        try:
-            result["addrs"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as e:
-            result["error"] = e
-
-    worker = threading.Thread(target=lookup, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise TimeoutError(f"DNS lookup of {host} took over {timeout:g} s")
-    if "error" in result:
-        raise result["error"]
-    return result["addrs"]
+    return bounded(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout,
+                   f"DNS lookup of {host}")
 
 
 def reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str | None:

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import requests
 import yaml
 
 from esgar.errors import EsgarError
+from esgar.net import bounded
 
 # MLflow's defaults (120 s per request, 7 retries with backoff 2) turn a dead server into a
 # ~4 minute wait per call; these bound one call to 3 tries of 20 s plus ~3 s of backoff.
@@ -158,8 +159,8 @@ def _check_folder(uri: str, folder: Path) -> None:
 def _check_store(uri: str, folder: Path | None) -> None:
     """The store opens (a new sqlite one gets its tables) and lists one experiment."""
     try:
-        _bounded(lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1),
-                 STORE_TIMEOUT_S)
+        bounded(lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1),
+                STORE_TIMEOUT_S, "opening the store")
     except TimeoutError:
         raise _unavailable(uri, f"no answer within {STORE_TIMEOUT_S:g} s",
                            "check that nothing holds the database locked") from None
@@ -169,27 +170,6 @@ def _check_store(uri: str, folder: Path | None) -> None:
         raise _unavailable(uri, f"the store does not open ({str(e)[:200]})",
                            f"repair or move away the store{where}, or set MLFLOW_TRACKING_URI "
                            "to another store") from None
-
-
-def _bounded(call: Callable[[], Any], timeout: float) -> Any:
-    """`call()`'s result, or TimeoutError after `timeout` s. A daemon thread, not an executor:
-    a call stuck in the database (a hung network file system) must not block the exit."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = call()
-        except BaseException as e:  # handed to the caller's thread
-            outcome["error"] = e
-
-    thread = threading.Thread(target=target, name="esgar-tracking-check", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError(f"no answer within {timeout:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("result")
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
