@@ -184,8 +184,9 @@ def test_finished_run_is_trained_again_not_returned(tmp_path, caplog):
 
 
 def test_early_stopping_and_best_checkpoint(tmp_path):
-    # weights frozen (only BatchNorm statistics move), so val stops improving soon
-    _, r = fit(tmp_path / "e", epochs=30, patience=2, lr=0.0)
+    # weights all but frozen (a learning rate of 1e-12; BatchNorm statistics move), so val stops
+    # improving soon
+    _, r = fit(tmp_path / "e", epochs=30, patience=2, lr=1e-12)
     scores = [h["val/mean_bacc"] for h in r.history]
     assert r.stopped_early and r.epochs_run == r.best_epoch + 2 < 30
     assert r.best_score == max(scores) and r.best_epoch == 1 + scores.index(max(scores))
