@@ -104,10 +104,14 @@ def _worker_init(worker_id: int) -> None:
 
 def make_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
                 ) -> DataLoader:
+    """Batches of `ds`, shuffled by a seeded generator when `shuffle` (training). A training
+    epoch whose last batch would hold a single sketch drops it (a different one each epoch):
+    BatchNorm cannot train on a batch of one."""
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
                       num_workers=num_workers, worker_init_fn=_worker_init,
-                      persistent_workers=num_workers > 0, drop_last=False)
+                      persistent_workers=num_workers > 0,
+                      drop_last=shuffle and len(ds) % batch_size == 1)
 
 
 def val_score(logits: dict[str, np.ndarray], labels: np.ndarray,

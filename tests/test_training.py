@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from esgar import schema
 from esgar.models.factory import create_model
-from esgar.training import TrainConfig, load_checkpoint, record_epoch, train
+from esgar.training import TrainConfig, load_checkpoint, make_loader, record_epoch, train
 from tests.helpers import ATTRIBUTE_REGIONS, repo_params
 
 REGIONS = ["hair", "earring", "face", "foreground"]
@@ -201,3 +201,13 @@ def test_missing_class_in_training_labels_is_a_clear_error(tmp_path):
     cfg = config(epochs=1, loss="balanced_bce", loss_kwargs={})
     with pytest.raises(ValueError, match="hair"):
         train(model("global"), ds, Toy(15, 1), cfg, tmp_path)
+
+
+def test_a_last_batch_of_one_is_dropped_in_training_only(tmp_path):
+    """BatchNorm cannot train on one sample: 17 sketches in batches of 8 must still train."""
+    net = model("global")
+    cfg = config(epochs=1, batch_size=8, loss_kwargs={"smoothing": 1.0})
+    r = train(net, Toy(17, 0), Toy(9, 1), cfg, tmp_path)
+    assert r.epochs_run == 1
+    assert len(make_loader(Toy(17, 0), 8, True, 0, 0)) == 2
+    assert len(make_loader(Toy(17, 0), 8, False, 0, 0)) == 3  # prediction keeps every sketch
