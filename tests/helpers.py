@@ -13,7 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-STAGES = ("download", "prepare", "masks", "train", "evaluate")
+STAGES = ("download", "prepare", "masks", "train", "evaluate", "crossfit", "select")
 
 # Points every HTTP(S) client at a closed local port: "offline", whatever the machine's network.
 OFFLINE = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",

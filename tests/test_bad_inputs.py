@@ -10,6 +10,7 @@ repository's data, models, metrics and plots must come out byte for byte as they
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,7 +57,9 @@ def repo(tmp_path_factory) -> Iterator[Path]:
                masks={"contact_sheet.n": 2, "grids": [[2, 2]]},
                model={"img_size": 64},
                train={"epochs": 1, "batch_size": 16, "loss_kwargs": {"smoothing": 1.0}},
-               evaluate={"bootstrap": 10, "attention_samples": 2})
+               evaluate={"bootstrap": 10, "attention_samples": 2},
+               crossfit={"folds": 2, "epochs": 1, "img_size": 32, "batch_size": 16},
+               select={"budget": 5})
     run(["dvc", "repro"], path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
     yield path
 
@@ -239,6 +242,24 @@ CASES = [
          {}, broken_model(lambda d: (d / "model.json").write_text("{"))),
     Case("mlflow-closed", "evaluate", "service", r"MLflow tracking at .* connection refused",
          env=closed_mlflow),
+    # crossfit
+    Case("folds-one", "crossfit", "params", r"crossfit.folds: .*greater than or equal to 2",
+         {"crossfit": {"folds": 1}}),
+    Case("inner-val-all", "crossfit", "params", r"crossfit.inner_val_fraction",
+         {"crossfit": {"inner_val_fraction": 1}}),
+    Case("work-foreign", "crossfit", "output", r"my_photos: exists and is not written",
+         {}, foreign_folder("crossfit", "work")),
+    # select
+    Case("budget-zero", "select", "params", r"select.budget: .*greater than 0",
+         {"select": {"budget": 0}}),
+    Case("budget-fraction", "select", "params", r"select.budget 2.5: a share is below 1",
+         {"select": {"budget": 2.5}}),
+    Case("uncertainty-typo", "select", "params", r"select.uncertainty: 'gini' is not one of",
+         {"select": {"uncertainty": "gini"}}),
+    Case("test-split", "select", "params", r"select.splits.0: 'test' is not one of train, val",
+         {"select": {"splits": ["test"]}}),
+    Case("probs-missing", "select", "data", r"nowhere.parquet: no out-of-sample probabilities",
+         {"select": {"probs": "nowhere.parquet"}}),
 ]
 
 
@@ -304,8 +325,13 @@ def test_silent_mlflow_server_fails_within_the_timeout(repo, tmp_path):
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: [held.append(server.accept()[0]) for _ in range(8)],
-                     daemon=True).start()
+
+    def hold() -> None:  # accept, never answer; ends when the server closes
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=hold, daemon=True).start()
     before = digest(repo)
     case = Case("mlflow-silent", "train", "service", "")
     start = time.monotonic()

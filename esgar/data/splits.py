@@ -1,37 +1,43 @@
-"""Seeded, stratified validation split carved out of FS2K's train split.
+"""Seeded, stratified splits: the validation split carved out of FS2K's train split, and the
+folds of cross-fitting.
 
 Each sample carries one class per attribute, so stratifying on one attribute can starve
-another's rare class. `iterative_split` stratifies on every (attribute, class) label at once
-with iterative stratification (Sechidis et al., ECML-PKDD 2011): the rarest label is placed
-first, each of its samples going to the side that lacks it most.
+another's rare class. Iterative stratification (Sechidis et al., ECML-PKDD 2011) stratifies on
+every (attribute, class) label at once: the rarest label is placed first, each of its samples
+going to the part that lacks it most.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+__all__ = ["iterative_folds", "iterative_split", "iterative_stratification"]
 
-def iterative_split(labels: np.ndarray, num_classes: list[int], fraction: float,
-                    seed: int = 0) -> np.ndarray:
-    """Pick a `fraction` of the rows so that every (attribute, class) keeps its share.
 
-    labels: int [N, A], one class index per attribute.  num_classes: length A.
-    Returns a bool mask [N], True for the rows of the carved-out split.
+def iterative_stratification(labels: np.ndarray, num_classes: Sequence[int],
+                             proportions: Sequence[float], seed: int = 0) -> np.ndarray:
+    """Assign each row to a part so that every (attribute, class) keeps the parts' proportions.
+
+    labels: int [N, A], one class index per attribute. num_classes: length A.
+    proportions: the parts' shares (positive, summing to 1). Returns int [N]: each row's part.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    n, a = labels.shape
+    shares = np.asarray(proportions, dtype=np.float64)
+    if (shares <= 0).any() or not np.isclose(shares.sum(), 1.0):
+        raise ValueError(f"proportions must be positive and sum to 1, got {list(proportions)}")
+    n = labels.shape[0]
     rng = np.random.default_rng(seed)
     onehot = np.concatenate(
         [np.eye(k, dtype=np.int64)[labels[:, j]] for j, k in enumerate(num_classes)], axis=1
     )  # [N, L]
-    want = np.stack([onehot.sum(0) * fraction, onehot.sum(0) * (1 - fraction)])  # [2, L]
-    size_want = np.array([n * fraction, n * (1 - fraction)])
-    side = np.full(n, -1)
+    want = shares[:, None] * onehot.sum(0)[None, :]  # [P, L]
+    size_want = shares * n
+    part = np.full(n, -1)
     order = rng.permutation(n)
     onehot = onehot[order]
-    while (side < 0).any():
-        free = side[order] < 0
+    while (part < 0).any():
+        free = part[order] < 0
         counts = onehot[free].sum(0)
         label = np.flatnonzero(counts == counts[counts > 0].min())
         label = label[rng.integers(len(label))]
@@ -40,8 +46,27 @@ def iterative_split(labels: np.ndarray, num_classes: list[int], fraction: float,
             best = np.flatnonzero(need == need.max())
             if len(best) > 1:
                 best = best[np.flatnonzero(size_want[best] == size_want[best].max())]
-            s = best[rng.integers(len(best))]
-            side[order[i]] = s
-            want[s] -= onehot[i]
-            size_want[s] -= 1
-    return side == 0
+            p = best[rng.integers(len(best))]
+            part[order[i]] = p
+            want[p] -= onehot[i]
+            size_want[p] -= 1
+    return part
+
+
+def iterative_split(labels: np.ndarray, num_classes: Sequence[int], fraction: float,
+                    seed: int = 0) -> np.ndarray:
+    """Pick a `fraction` of the rows so that every (attribute, class) keeps its share.
+
+    labels: int [N, A]; num_classes: length A. Returns bool [N], True for the picked rows.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    return iterative_stratification(labels, num_classes, (fraction, 1 - fraction), seed) == 0
+
+
+def iterative_folds(labels: np.ndarray, num_classes: Sequence[int], folds: int,
+                    seed: int = 0) -> np.ndarray:
+    """int [N]: each row's fold in 0..folds-1, every (attribute, class) spread evenly."""
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    return iterative_stratification(labels, num_classes, [1 / folds] * folds, seed)

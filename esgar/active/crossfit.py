@@ -1,0 +1,112 @@
+"""Out-of-sample class probabilities for every sketch: cross-fitting (cleanlab's rule: a label can
+only be judged by a model that did not see it).
+
+The samples are split into K folds, stratified on every attribute's current labels at once;
+for each fold a model is trained on the other K-1 (its checkpoint chosen on a small stratified
+validation part carved out of them) and scores the fold. Rows outside the folds (the test
+split, when asked for) are scored by the mean of the K models' probabilities, which never saw
+them either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from esgar import schema
+from esgar.data.dataset import SketchDataset
+from esgar.data.splits import iterative_folds, iterative_split
+from esgar.device import resolve_device
+from esgar.models.factory import AttributeModel
+from esgar.predict import predict_logits, probabilities
+from esgar.training import BEST, TrainConfig, make_loader, seed_everything, train
+
+__all__ = ["assign_folds", "crossfit"]
+
+log = logging.getLogger(__name__)
+
+
+def _label_matrix(table: pd.DataFrame, attributes: tuple[str, ...]) -> np.ndarray:
+    return table[list(attributes)].to_numpy(np.int64)
+
+
+def assign_folds(table: pd.DataFrame, folds: int, seed: int,
+                 attributes: tuple[str, ...] = schema.ATTRIBUTE_NAMES) -> np.ndarray:
+    """int [N]: the fold of each row of `table`, stratified on every attribute's current label."""
+    num_classes = [schema.attribute(a).num_classes for a in attributes]
+    return iterative_folds(_label_matrix(table, attributes), num_classes, folds, seed)
+
+
+def _fit_fold(build: Callable[[], AttributeModel], fit: pd.DataFrame, mask_dir: Path,
+              cfg: TrainConfig, inner_val: float, seed: int, out: Path) -> AttributeModel:
+    """A model trained on `fit`, its checkpoint chosen on a stratified part of `fit`."""
+    labels = _label_matrix(fit, cfg.attributes)
+    num_classes = [schema.attribute(a).num_classes for a in cfg.attributes]
+    is_val = iterative_split(labels, num_classes, inner_val, seed)
+    seed_everything(seed)  # the initial weights too
+    net = build()
+    train_ds = SketchDataset.for_model(net, fit[~is_val], mask_dir, train=True)
+    val_ds = SketchDataset.for_model(net, fit[is_val], mask_dir, train=False)
+    train(net, train_ds, val_ds, cfg, out)
+    net.load_state_dict(torch.load(out / BEST, map_location="cpu", weights_only=True))
+    return net
+
+
+def _probs(net: AttributeModel, rows: pd.DataFrame, mask_dir: Path, cfg: TrainConfig
+           ) -> dict[str, np.ndarray]:
+    """{attribute: float32 [len(rows), C]} in the order of `rows`."""
+    ds = SketchDataset.for_model(net, rows, mask_dir, train=False, cache=False)
+    device = resolve_device(cfg.device)
+    net.to(device)
+    logits, index = predict_logits(net, make_loader(ds, cfg.batch_size, False, 0, 0), device,
+                                   cfg.amp)
+    order = np.argsort(index)
+    return {a: p[order] for a, p in probabilities(logits).items()}
+
+
+def crossfit(table: pd.DataFrame, mask_dir: str | Path, build: Callable[[], AttributeModel],
+             cfg: TrainConfig, folds: int, seed: int, inner_val: float, work_dir: str | Path,
+             extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Out-of-sample probabilities of every row of `table` (and of `extra`, scored by all folds'
+    models, e.g. the test split), from `folds` models each trained on the other folds.
+
+    build: makes a fresh, untrained model (called once per fold, after seeding). cfg: how each
+    fold's model trains. work_dir: one checkpoint folder per fold (`fold<k>/`): an interrupted
+    run resumes where it stopped. Returns one row per sample: sample_id, split, fold (-1 for
+    `extra`), and per attribute its current label and `<a>_prob` (float32 [C]).
+    """
+    mask_dir, work_dir = Path(mask_dir), Path(work_dir)
+    table = table.reset_index(drop=True)
+    fold_of = assign_folds(table, folds, seed, cfg.attributes)
+    probs = {a: np.zeros((len(table), schema.attribute(a).num_classes), np.float32)
+             for a in cfg.attributes}
+    extra_probs: dict[str, np.ndarray] = {}
+    for k in range(folds):
+        log.info("fold %d/%d: training on %d sketches, scoring %d", k + 1, folds,
+                 int((fold_of != k).sum()), int((fold_of == k).sum()))
+        net = _fit_fold(build, table[fold_of != k], mask_dir, cfg, inner_val, seed + k,
+                        work_dir / f"fold{k}")
+        held_out = np.flatnonzero(fold_of == k)
+        for a, p in _probs(net, table.iloc[held_out], mask_dir, cfg).items():
+            probs[a][held_out] = p
+        if extra is not None and len(extra):
+            for a, p in _probs(net, extra.reset_index(drop=True), mask_dir, cfg).items():
+                extra_probs[a] = extra_probs.get(a, 0) + p / folds
+    frames = [_frame(table, fold_of, probs)]
+    if extra is not None and len(extra):
+        frames.append(_frame(extra.reset_index(drop=True), np.full(len(extra), -1), extra_probs))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _frame(rows: pd.DataFrame, fold: np.ndarray, probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    out = pd.DataFrame({"sample_id": rows["sample_id"].to_numpy(),
+                        "split": rows["split"].to_numpy(), "fold": fold.astype(np.int64)})
+    for a, p in probs.items():
+        out[a] = rows[a].to_numpy()
+        out[f"{a}_prob"] = list(p.astype(np.float32))
+    return out

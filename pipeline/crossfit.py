@@ -1,0 +1,82 @@
+"""DVC stage `crossfit`: out-of-sample class probabilities of every train and val sketch.
+
+K models (`crossfit.folds`), each trained on the other folds with the configured backbone and
+head, cheaper than the main model (`crossfit.epochs`, `crossfit.img_size`), score the fold they
+did not see (see `esgar.active.crossfit`). The test split is scored only with
+`crossfit.score_test: true`. Outputs: `crossfit.out/probs.parquet` (sample_id, split, fold, per
+attribute the current label and `<a>_prob`), out-of-fold balanced accuracy as DVC metrics; the
+folds' checkpoints stay in `crossfit.work`, so an interrupted fold resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from pydantic import Field
+
+from esgar import schema
+from esgar.active.crossfit import crossfit
+from esgar.data.table import load_table
+from esgar.io import building_dir, claim_dir, write_json
+from esgar.masks.store import region_names
+from esgar.metrics import balanced_accuracy
+from esgar.models.factory import check_model_regions, create_model
+from pipeline.common import run_stage, stage_args
+from pipeline.model_params import ModelParams, TrainParams
+from pipeline.params import Positive, Section, load
+
+log = logging.getLogger("pipeline.crossfit")
+OWNER = "crossfit"
+
+
+class CrossfitParams(Section):
+    folds: Annotated[int, Field(ge=2)]
+    seed: int
+    epochs: Positive
+    img_size: Annotated[int, Field(ge=16)]
+    batch_size: Positive
+    inner_val_fraction: Annotated[float, Field(gt=0, lt=1)]
+    score_test: bool
+    work: Path
+    out: Path
+    metrics: Path
+
+
+def main() -> None:
+    args = stage_args(__doc__)
+    params = load(args.params, model=ModelParams, train=TrainParams, crossfit=CrossfitParams)
+    mp, tp, cp = params["model"], params["train"], params["crossfit"]
+    claim_dir(cp.work, OWNER)
+    regions = region_names(mp.masks)
+    check_model_regions(schema.ATTRIBUTE_NAMES, regions, mp.attribute_regions)
+    table = load_table(mp.table)
+    cfg = tp.config().model_copy(update={"epochs": cp.epochs, "batch_size": cp.batch_size})
+
+    def build():
+        return create_model(mp.backbone, mp.head, region_names=regions,
+                            attribute_regions=mp.attribute_regions, pretrained=mp.pretrained,
+                            img_size=cp.img_size, **mp.kwargs())
+
+    fit = table[table["split"].isin(["train", "val"])]
+    test = table[table["split"] == "test"] if cp.score_test else None
+    probs = crossfit(fit, mp.masks, build, cfg, cp.folds, cp.seed, cp.inner_val_fraction,
+                     cp.work, extra=test)
+    oof = probs[probs["fold"] >= 0]
+    metrics = {"samples": len(oof), "folds": cp.folds,
+               **{f"oof/bacc/{a}": balanced_accuracy(
+                   oof[a].to_numpy(), np.stack(oof[f"{a}_prob"]).argmax(1),
+                   schema.attribute(a).num_classes) for a in schema.ATTRIBUTE_NAMES}}
+    metrics["oof/mean_bacc"] = float(np.mean([metrics[f"oof/bacc/{a}"]
+                                              for a in schema.ATTRIBUTE_NAMES]))
+    with building_dir(cp.out, OWNER) as tmp:
+        probs.to_parquet(tmp / "probs.parquet", index=False)
+    write_json(cp.metrics, metrics)
+    log.info("%d sketches scored out of sample by %d folds; out-of-fold mean balanced acc %.4f",
+             len(probs), cp.folds, metrics["oof/mean_bacc"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

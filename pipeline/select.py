@@ -1,0 +1,107 @@
+"""DVC stage `select`: which sketches annotators should check, within a budget.
+
+From the out-of-sample probabilities of `crossfit`, per sample and attribute a label-issue score
+(prior-corrected confident learning) and an uncertainty (`select.uncertainty`). `quota_share` of
+the budget goes in turns over (attribute, class) strata so minority classes get their share of
+the suspect labels, the rest to the most suspect, then to the least certain (see
+`esgar.active.selection`). A sample x attribute already decided by a human (in the relabel
+snapshot) is never asked again. Outputs: the manifest (`select.out/manifest.parquet`: one row
+per sketch x attribute in question, with the task's rank, the reason, both scores, the model's
+guess and the current label, as class names) and a summary as DVC metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from esgar import schema
+from esgar.active.relabels import read_snapshot
+from esgar.active.selection import UNCERTAINTIES, select
+from esgar.errors import ConfigError
+from esgar.io import building_dir, write_json
+from pipeline.common import run_stage, stage_args
+from pipeline.params import Section, load, one_of
+
+log = logging.getLogger("pipeline.select")
+OWNER = "select"
+
+
+class SelectParams(Section):
+    probs: Path
+    relabels: Path
+    splits: Annotated[list[Annotated[str, one_of("train", "val")]], Field(min_length=1)]
+    budget: Annotated[float, Field(gt=0)]  # a share of the sketches (< 1) or a count (>= 1)
+    quota_share: Annotated[float, Field(ge=0, le=1)]
+    uncertainty: Annotated[str, one_of(*UNCERTAINTIES)]
+    out: Path
+    metrics: Path
+
+
+def budget_count(budget: float, n: int) -> int:
+    """`budget` as a number of tasks: a share of `n` when below 1, else a count."""
+    if budget < 1:
+        return int(round(budget * n))
+    if not float(budget).is_integer():
+        raise ConfigError(f"select.budget {budget}: a share is below 1, a count is whole")
+    return int(budget)
+
+
+def decided_pairs(snapshot: pd.DataFrame, sample_ids: pd.Series) -> dict[str, np.ndarray]:
+    """{attribute: bool [N]}: the sample x attribute pairs a human already decided."""
+    done = set(zip(snapshot["sample_id"], snapshot["attribute"], strict=True))
+    return {a: np.array([(s, a) in done for s in sample_ids]) for a in schema.ATTRIBUTE_NAMES}
+
+
+def manifest(rows: pd.DataFrame, tasks: list) -> pd.DataFrame:
+    """One row per sample x attribute in question, class names spelled out."""
+    out = []
+    for rank, task in enumerate(tasks):
+        for c in task:
+            classes = schema.attribute(c.attribute).classes
+            out.append({"task": rank, "sample_id": rows["sample_id"].iloc[c.sample],
+                        "split": rows["split"].iloc[c.sample], "attribute": c.attribute,
+                        "reason": c.reason, "score": c.score, "uncertainty": c.uncertainty,
+                        "guess": classes[c.guess], "label": classes[c.label]})
+    columns = ["task", "sample_id", "split", "attribute", "reason", "score", "uncertainty",
+               "guess", "label"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def main() -> None:
+    args = stage_args(__doc__)
+    p = load(args.params, select=SelectParams)["select"]
+    snapshot = read_snapshot(p.relabels)
+    try:
+        probs = pd.read_parquet(p.probs)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{p.probs}: no out-of-sample probabilities ({e}); run the crossfit "
+                          "stage") from None
+    rows = probs[probs["split"].isin(p.splits) & (probs["fold"] >= 0)].reset_index(drop=True)
+    budget = budget_count(p.budget, len(rows))
+    labels = {a: rows[a].to_numpy() for a in schema.ATTRIBUTE_NAMES}
+    pred = {a: np.stack(rows[f"{a}_prob"]) for a in schema.ATTRIBUTE_NAMES}
+    tasks = select(labels, pred, budget, decided_pairs(snapshot, rows["sample_id"]),
+                   p.uncertainty, p.quota_share)
+    table = manifest(rows, tasks)
+    with building_dir(p.out, OWNER) as tmp:
+        table.to_parquet(tmp / "manifest.parquet", index=False)
+    per_class = Counter(zip(table["attribute"], table["label"], strict=True))
+    write_json(p.metrics, {
+        "tasks": len(tasks), "budget": budget, "questions": len(table),
+        "suspect": int((table["reason"] == "suspect").sum()),
+        "per_attribute": {a: int((table["attribute"] == a).sum()) for a in schema.ATTRIBUTE_NAMES},
+        "per_class": {f"{a}/{c}": n for (a, c), n in sorted(per_class.items())}})
+    log.info("%d tasks (budget %d of %d sketches), %d questions, %d suspect labels -> %s",
+             len(tasks), budget, len(rows), len(table), (table["reason"] == "suspect").sum(),
+             p.out)
+
+
+if __name__ == "__main__":
+    run_stage(main)
