@@ -1,7 +1,10 @@
 """Human relabels: the snapshot `pull` writes, and how it is applied on top of FS2K's labels.
 
 The snapshot is a CSV, one row per sample x attribute decision:
-`sample_id, attribute, label, previous, annotator, annotated_at, task_id`.
+`sample_id, attribute, label, previous, annotator, annotated_at, task_id, status`.
+`status` is `decided` (applied), `tie` (annotators disagreed) or `unsure` (an annotator could
+not tell, or the image is bad): the last two are recorded, so the question is not asked again,
+and never applied. A snapshot without the column holds decisions only.
 
 Rules of `apply_relabels`:
 
@@ -31,7 +34,8 @@ from esgar.errors import EsgarError
 
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
     "sample_id", "attribute", "label", "previous", "annotator", "annotated_at", "task_id",
-)
+)  # and `status`, optional
+STATUSES: tuple[str, ...] = ("decided", "tie", "unsure")
 SOURCE_ORIGINAL = "fs2k"
 SOURCE_RELABEL = "relabel"
 
@@ -63,7 +67,14 @@ def read_snapshot(path: str | Path) -> pd.DataFrame:
     missing = [c for c in SNAPSHOT_COLUMNS if c not in snap.columns]
     if missing:
         raise RelabelError(f"{path}: missing column(s) {', '.join(missing)}; expected "
-                           f"{', '.join(SNAPSHOT_COLUMNS)}")
+                           f"{', '.join(SNAPSHOT_COLUMNS)} (and status)")
+    if "status" not in snap.columns:
+        snap["status"] = "decided"
+    snap["status"] = snap["status"].fillna("decided")
+    bad = sorted(set(snap["status"]) - set(STATUSES))
+    if bad:
+        raise RelabelError(f"{path}: status {', '.join(map(repr, bad))} is not one of "
+                           f"{', '.join(STATUSES)}")
     return snap
 
 
@@ -178,6 +189,9 @@ def apply_relabels(table: pd.DataFrame, snapshot: pd.DataFrame
     warnings: list[str] = []
     decisions: dict[tuple[str, str], list[_Decision]] = defaultdict(list)
     for rec in snapshot.itertuples(index=False):
+        status = getattr(rec, "status", "decided")
+        if not _is_empty(status) and status != "decided":
+            continue  # recorded (a tie, an unsure answer), never applied
         checked = _check_row(rec, known)
         if isinstance(checked, str):
             warnings.append(checked)
