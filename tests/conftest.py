@@ -9,6 +9,9 @@ import pytest
 
 from tests.helpers import copy_repo
 
+# A real Label Studio server per test: the `labelstudio` fixture.
+pytest_plugins = ["tests.labelstudio"]
+
 
 @pytest.fixture(autouse=True)
 def _private_home(tmp_path_factory, monkeypatch):
@@ -19,6 +22,8 @@ def _private_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for var in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)  # a developer's own servers stay out of tests
 
 
 @pytest.fixture(autouse=True)
