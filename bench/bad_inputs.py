@@ -61,8 +61,8 @@ def main() -> int:
     kinds = [k for k in KINDS if any(c[k] for c in by_stage.values())]
     print("\n| stage | " + " | ".join(kinds) + " | cases |")
     print("|---|" + "---|" * (len(kinds) + 1))
-    for stage in ("download", "prepare", "masks", "train", "evaluate", "crossfit", "select",
-                  "all"):
+    for stage in ("pull", "download", "prepare", "masks", "train", "evaluate", "crossfit",
+                  "select", "push", "all"):
         if stage in by_stage:
             c = by_stage[stage]
             print(f"| `{stage}` | " + " | ".join(str(c[k] or "") for k in kinds)

@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from esgar.errors import OutputError
+from esgar.errors import EsgarError, OutputError
 
-__all__ = ["MARKER", "atomic_path", "building_dir", "check_owned", "claim_dir", "replace_dir",
-           "sha256sum", "write_bytes", "write_json", "write_text", "write_with"]
+__all__ = ["MARKER", "InputError", "atomic_path", "building_dir", "check_owned", "claim_dir",
+           "read_parquet", "replace_dir", "sha256sum", "write_bytes", "write_json", "write_text",
+           "write_with"]
 
 MARKER = ".esgar-output"
 _CHUNK = 1 << 20
@@ -79,6 +80,24 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
     """Call `writer(tmp_path)` and move the result onto `path` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+class InputError(EsgarError):
+    """An input a stage needs is missing or unreadable; the message names the stage making it."""
+
+
+def read_parquet(path: str | Path, made_by: str) -> Any:
+    """The DataFrame in the parquet file `path`; InputError naming the stage `made_by` when the
+    file is missing or unreadable."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing (run the {made_by} stage)") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable parquet file ({e}); run the {made_by} stage "
+                         "again") from None
 
 
 def sha256sum(path: str | Path) -> str:

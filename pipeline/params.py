@@ -23,7 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from esgar import schema
 from esgar.errors import ConfigError
 
-__all__ = ["Positive", "Section", "Share", "attribute_map", "load", "one_of"]
+__all__ = ["LabelStudioParams", "Positive", "Section", "Share", "attribute_map", "load",
+           "one_of"]
 
 
 def one_of(*names: str):
@@ -48,6 +49,14 @@ class Section(BaseModel):
     """A params.yaml section: unknown keys are errors, values are read-only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelStudioParams(Section):
+    """params.yaml's `labelstudio`, shared by push and pull (the server itself comes from the
+    environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)."""
+
+    project: Annotated[str, Field(min_length=3)]  # Label Studio's own minimum
+    serve: Path  # the folder whose images tasks show, inside the server's document root
 
 
 Positive = Annotated[int, Field(ge=1)]

@@ -25,7 +25,7 @@ from esgar import schema
 from esgar.active.relabels import read_snapshot
 from esgar.active.selection import UNCERTAINTIES, select
 from esgar.errors import ConfigError
-from esgar.io import building_dir, write_json
+from esgar.io import building_dir, read_parquet, write_json
 from pipeline.common import run_stage, stage_args
 from pipeline.params import Section, load, one_of
 
@@ -78,11 +78,7 @@ def main() -> None:
     args = stage_args(__doc__)
     p = load(args.params, select=SelectParams)["select"]
     snapshot = read_snapshot(p.relabels)
-    try:
-        probs = pd.read_parquet(p.probs)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{p.probs}: no out-of-sample probabilities ({e}); run the crossfit "
-                          "stage") from None
+    probs = read_parquet(p.probs, "crossfit")
     rows = probs[probs["split"].isin(p.splits) & (probs["fold"] >= 0)].reset_index(drop=True)
     budget = budget_count(p.budget, len(rows))
     labels = {a: rows[a].to_numpy() for a in schema.ATTRIBUTE_NAMES}

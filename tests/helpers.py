@@ -13,7 +13,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-STAGES = ("download", "prepare", "masks", "train", "evaluate", "crossfit", "select")
+STAGES = ("pull", "download", "prepare", "masks", "train", "evaluate", "crossfit", "select",
+          "push")
 
 # Points every HTTP(S) client at a closed local port: "offline", whatever the machine's network.
 OFFLINE = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
@@ -73,7 +74,8 @@ def set_params(target: Path, **sections) -> None:
 
 
 def ran_stages(proc: subprocess.CompletedProcess) -> list[str]:
-    """The pipeline stages `dvc repro` ran, in order."""
+    """The pipeline stages `dvc repro` ran, in pipeline order. `pull` is always among them
+    when the target is below it (it asks Label Studio every time)."""
     out = proc.stdout + proc.stderr
     return [s for s in STAGES if f"Running stage '{s}'" in out]
 

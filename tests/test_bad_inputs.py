@@ -258,8 +258,17 @@ CASES = [
          {"select": {"uncertainty": "gini"}}),
     Case("test-split", "select", "params", r"select.splits.0: 'test' is not one of train, val",
          {"select": {"splits": ["test"]}}),
-    Case("probs-missing", "select", "data", r"nowhere.parquet: no out-of-sample probabilities",
+    Case("probs-missing", "select", "data", r"nowhere.parquet: missing \(run the crossfit stage",
          {"select": {"probs": "nowhere.parquet"}}),
+    # push, pull
+    Case("manifest-missing", "push", "data", r"nowhere.parquet: missing \(run the select stage",
+         {"push": {"manifest": "nowhere.parquet"}}),
+    Case("project-short", "push", "params", r"labelstudio.project: .*at least 3 characters",
+         {"labelstudio": {"project": "x"}}),
+    Case("url-not-http", "pull", "service", r"LABEL_STUDIO_URL='ftp://x' is not an http\(s\) URL",
+         env=lambda tmp: {"LABEL_STUDIO_URL": "ftp://x", "LABEL_STUDIO_API_KEY": "k"}),
+    Case("key-missing", "push", "service", r"LABEL_STUDIO_API_KEY is not set",
+         env=lambda tmp: {"LABEL_STUDIO_URL": "http://127.0.0.1:9"}),
 ]
 
 

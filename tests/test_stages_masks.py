@@ -42,7 +42,7 @@ def test_masks_by_import_then_by_parsing(repo_copy):
     write_random_weights(repo_copy / "models/parsing")
     set_params(repo_copy, masks={"source": "facexlib", "batch_size": 4})
     proc = run(["dvc", "repro", "masks"], repo_copy)
-    assert ran_stages(proc) == ["masks"]
+    assert ran_stages(proc) == ["pull", "masks"]
     meta = store.read_meta(out)
     assert meta["source"] == "facexlib" and meta["parser"] == "bisenet"
     masks = store.load_region_masks(out, table.sample_id[0])

@@ -24,7 +24,7 @@ def test_crossfit_scores_every_sketch_out_of_sample_and_select_never_reasks(repo
                crossfit={"folds": 3, "epochs": 1, "img_size": 32, "batch_size": 16},
                select={"budget": 6})
     first = run(["dvc", "repro", "select"], repo_copy)
-    assert ran_stages(first) == ["download", "prepare", "masks", "crossfit", "select"]
+    assert ran_stages(first) == ["pull", "download", "prepare", "masks", "crossfit", "select"]
 
     table = pd.read_parquet(repo_copy / "data/prepared/samples.parquet")
     probs = pd.read_parquet(repo_copy / "data/crossfit/probs.parquet")

@@ -27,7 +27,7 @@ def test_repro_trains_evaluates_and_logs_to_mlflow(repo_copy, tmp_path, monkeypa
                train={"epochs": 2, "batch_size": 16, "loss_kwargs": {"smoothing": 1.0}},
                evaluate={"bootstrap": 50, "attention_samples": 2})
     first = run(["dvc", "repro", "evaluate"], repo_copy)
-    assert ran_stages(first) == ["download", "prepare", "masks", "train", "evaluate"]
+    assert ran_stages(first) == ["pull", "download", "prepare", "masks", "train", "evaluate"]
 
     metrics = json.loads((repo_copy / "metrics/evaluate.json").read_text())
     assert set(metrics) == {"val", "test"}
@@ -66,10 +66,11 @@ def test_repro_trains_evaluates_and_logs_to_mlflow(repo_copy, tmp_path, monkeypa
         assert out["hair_color"].shape == (batch, 5)
         assert np.allclose(out["style"].sum(1), 1, atol=1e-5)
 
-    assert ran_stages(run(["dvc", "repro", "evaluate"], repo_copy)) == []
+    assert ran_stages(run(["dvc", "repro", "evaluate"], repo_copy)) == ["pull"]
     for head in ("lsa", "ssp_ssg", "global"):  # any head named in params.yaml
         set_params(repo_copy, model={"head": head})
-        assert ran_stages(run(["dvc", "repro", "evaluate"], repo_copy)) == ["train", "evaluate"], \
+        assert ran_stages(run(["dvc", "repro", "evaluate"], repo_copy)) == [
+            "pull", "train", "evaluate"], \
             head
     heads = {r.data.params.get("model.head") for r in client.search_runs(
         [exp.experiment_id], "tags.stage = 'train'")}
