@@ -10,9 +10,11 @@ within budgets of 2, 5 and 10 % of train+val three ways and counts the flipped l
 questions asked:
 - `select`: the project's picker (`esgar.active.selection.select`, params.yaml's settings);
 - `cleanlab`: cleanlab's label quality scores (`cleanlab.rank.get_label_quality_scores`,
-  self-confidence), every sample x attribute ranked together;
-- `random`: sample x attribute pairs in random order (mean over seeds).
-A task may hold several questions; a sketch counts once against the budget in every method.
+  self-confidence), every sample x attribute ranked together; and the same sketches asking,
+  like `select`'s tasks, every label `cleanlab.filter.find_label_issues` flags on them;
+- `random`: random sketches, all seven attributes of each asked (mean over seeds).
+A task may hold several questions; a sketch counts once against the budget in every method, and
+the table gives how many questions each asked.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -30,48 +30,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from benchlib import REPO, build, truth
+from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
 from esgar import schema
 from esgar.active.selection import select
 
-REPO = Path(__file__).resolve().parents[1]
-# Flipped shares per attribute and TRUE class: the rare classes, where a few wrong labels move
-# a balanced accuracy most (a flipped hair flips its hair colour too).
-NOISE = {"hair": {1: 0.3}, "hair_color": {2: 0.3, 4: 0.1}, "earring": {0: 0.25},
-         "frontal_face": {1: 0.25}, "smile": {1: 0.1}, "gender": {1: 0.05}}
-
-
-def build(work: Path, pairs: int) -> dict:
-    """The pipeline's stages up to crossfit in `work`; returns the params used."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"].update(source="synthetic")
-    params["data"]["synthetic"].update(pairs=pairs, noise=NOISE)
-    params["masks"]["source"] = "import"
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    (work / "data/relabels").mkdir(parents=True, exist_ok=True)
-    for stage in ("download", "prepare", "masks", "crossfit"):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", f"pipeline.{stage}", "-q"], cwd=work, check=True)
-        print(f"{stage}: {time.perf_counter() - start:.0f} s", flush=True)
-    return params
-
 
 def flipped_pairs(work: Path, probs: pd.DataFrame) -> dict[tuple[str, str], int]:
     """{(sample_id, attribute): true class} of the labels the generator flipped, in train+val."""
-    log = pd.read_csv(work / "data/fs2k/label_noise.csv")
-    log["sample_id"] = log["image_name"].str.replace("/", "_")
     keep = set(probs["sample_id"])
-    return {(r.sample_id, r.attribute): int(r.true_label) for r in log.itertuples()
-            if r.sample_id in keep}
+    return {k: v for k, v in truth(work).items() if k[0] in keep}
 
 
 def budgeted(pairs: Iterable[tuple[str, str]], budget: int) -> set[tuple[str, str]]:
-    """The pairs asked when questions come in this order and each new sketch costs one task."""
+    """The questions asked when they come in this order, each new sketch costing one task: the
+    ranking's prefix up to the first pair that would need one task more."""
     asked, samples = set(), set()
     for sample, attribute in pairs:
         if sample not in samples and len(samples) >= budget:
-            continue
+            break
         samples.add(sample)
         asked.add((sample, attribute))
     return asked
@@ -85,10 +64,20 @@ def by_cleanlab(ids: np.ndarray, labels: dict, probs: dict, budget: int) -> set:
     return budgeted(((s, a) for _, s, a in scored), budget)
 
 
+def by_cleanlab_tasks(ids: np.ndarray, labels: dict, probs: dict, budget: int) -> set:
+    """cleanlab as `select` builds tasks: sketches in the order of their worst label quality,
+    each asking its label issues (`cleanlab.filter.find_label_issues`) besides that label."""
+    flagged = {a: find_label_issues(labels[a], probs[a]) for a in labels}
+    first = by_cleanlab(ids, labels, probs, budget)
+    picked = {s for s, _ in first}
+    index = {str(s): i for i, s in enumerate(ids)}
+    return first | {(s, a) for s in picked for a in labels if flagged[a][index[s]]}
+
+
 def by_random(ids: np.ndarray, attrs: list[str], budget: int, seed: int) -> set:
-    pairs = [(str(s), a) for s in ids for a in attrs]
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    return budgeted((pairs[i] for i in order), budget)
+    """Random sketches, every attribute of each asked."""
+    picked = np.random.default_rng(seed).permutation(len(ids))[:budget]
+    return {(str(ids[i]), a) for i in picked for a in attrs}
 
 
 def by_select(ids: np.ndarray, labels: dict, probs: dict, budget: int, sp: dict) -> set:
@@ -111,11 +100,18 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2104)
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.02, 0.05, 0.1])
     ap.add_argument("--random-seeds", type=int, default=3)
+    ap.add_argument("--keep", type=Path, help="build in this folder and keep it; reuse what "
+                                               "is there (the crossfit output) on a rerun")
     args = ap.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        params = build(work, args.pairs)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if (work / "data/crossfit/probs.parquet").is_file():
+            params = yaml.safe_load((work / "params.yaml").read_text())
+        else:
+            params = build(work, args.pairs, ("download", "prepare", "masks", "crossfit"))
+        params["select"] = yaml.safe_load((REPO / "params.yaml").read_text())["select"]
         probs = pd.read_parquet(work / "data/crossfit/probs.parquet")
         probs = probs[probs["fold"] >= 0].reset_index(drop=True)
         flips = flipped_pairs(work, probs)
@@ -126,17 +122,21 @@ def main() -> None:
     rare = {a.name: int(np.argmin(schema.FS2K_COUNTS["train"][a.name])) for a in schema.ATTRIBUTES}
     print(f"\n{len(ids)} train+val sketches, {len(flips)} flipped labels "
           f"({sum(t == rare[k[1]] for k, t in flips.items())} of a rarest class)\n")
-    print("| budget (tasks) | `select` recall | `select` minority | cleanlab recall | "
-          "cleanlab minority | random recall | random minority |")
-    print("|---|---|---|---|---|---|---|")
+    print("| budget (tasks) | method | questions | recall of flipped labels | recall of flipped "
+          "minority-class labels |")
+    print("|---|---|---|---|---|")
     for share in args.budgets:
         budget = int(round(share * len(ids)))
-        ours = recall(by_select(ids, labels, pred, budget, params["select"]), flips, rare)
-        theirs = recall(by_cleanlab(ids, labels, pred, budget), flips, rare)
-        rand = np.mean([recall(by_random(ids, attrs, budget, s), flips, rare)
-                        for s in range(args.random_seeds)], 0)
-        print(f"| {share:.0%} ({budget}) | {ours[0]:.3f} | {ours[1]:.3f} | {theirs[0]:.3f} | "
-              f"{theirs[1]:.3f} | {rand[0]:.3f} | {rand[1]:.3f} |")
+        picks = {"`select`": [by_select(ids, labels, pred, budget, params["select"])],
+                 "cleanlab": [by_cleanlab(ids, labels, pred, budget)],
+                 "cleanlab, its issues asked together": [
+                     by_cleanlab_tasks(ids, labels, pred, budget)],
+                 "random": [by_random(ids, attrs, budget, s) for s in range(args.random_seeds)]}
+        for name, runs in picks.items():
+            rec = np.mean([recall(asked, flips, rare) for asked in runs], 0)
+            questions = np.mean([len(asked) for asked in runs])
+            print(f"| {share:.0%} ({budget}) | {name} | {questions:.0f} | {rec[0]:.3f} | "
+                  f"{rec[1]:.3f} |")
     cf = params["crossfit"]
     print(f"\ncrossfit: {cf['folds']} folds, {params['model']['backbone']} "
           f"{params['model']['head']} at {cf['img_size']} px, {cf['epochs']} epochs; whole run "

@@ -84,7 +84,7 @@ def main() -> None:
     labels = {a: rows[a].to_numpy() for a in schema.ATTRIBUTE_NAMES}
     pred = {a: np.stack(rows[f"{a}_prob"]) for a in schema.ATTRIBUTE_NAMES}
     tasks = select(labels, pred, budget, decided_pairs(snapshot, rows["sample_id"]),
-                   p.uncertainty, p.quota_share)
+                   uncertainty_kind=p.uncertainty, quota_share=p.quota_share)
     table = manifest(rows, tasks)
     with building_dir(p.out, OWNER) as tmp:
         table.to_parquet(tmp / "manifest.parquet", index=False)

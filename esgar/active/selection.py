@@ -5,14 +5,16 @@ Arrays in, arrays out, in cleanlab's shape: `labels` int [N] (the current labels
 not see that sample's label, see `esgar.active.crossfit`).
 
 Label issues, confident-learning style (Northcutt et al., JAIR 2021): class j's threshold t_j is
-the mean probability of j over the samples labelled j, and a label is suspect when another class
-reaches its own threshold. Probabilities are compared after dividing by their class's threshold
-(prior correction): a rare class, whose probabilities run low everywhere, is judged on its own
-scale instead of being drowned by a frequent one. The score of sample i labelled y is
+the mean probability of j over the samples labelled j, and the label y of sample i is suspect
+when another class reaches its own threshold (p_ij >= t_j for some j != y; the likeliest such j
+is the class it is suspected to be). The thresholds are the prior correction: a rare class,
+whose probabilities run low everywhere, is judged on its own scale instead of being drowned by
+a frequent one. Suspects are ranked, as cleanlab ranks its issues, by self-confidence:
 
-    score_i = max_{j != y} p_ij / t_j  -  p_iy / t_y
+    score_i = 1 - p_iy
 
-positive when some other class is, relative to its threshold, more likely than the given one.
+(Dividing p_iy by t_y, or a margin against the best other class, found fewer flipped labels on
+bench/bench_selection.py's noisy synthetic FS2K, most of all for the 5-class hair colour.)
 
 Selection (`select`) spends a budget of tasks (sketches): part of it in turns over (attribute,
 class) strata, so that each class of each attribute, rare ones included, gets its share of the
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["UNCERTAINTIES", "Candidate", "class_thresholds", "find_label_issues",
-           "label_issue_scores", "select", "uncertainty"]
+           "label_issue_scores", "select", "suspected_classes", "uncertainty"]
 
 UNCERTAINTIES = ("entropy", "margin", "least_confidence")
 _EPS = 1e-12
@@ -55,20 +57,24 @@ def class_thresholds(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
 
 
 def label_issue_scores(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """float [N]: how likely each label is wrong (prior-corrected margin, module docstring);
-    > 0 marks a suspect label, higher is more suspect."""
+    """float [N] in [0, 1]: how likely each label is wrong, 1 - p_iy (module docstring); which
+    labels are suspect at all is `find_label_issues`'s per-class decision."""
     y, p = _check(labels, pred_probs)
-    q = p / np.maximum(class_thresholds(y, p), _EPS)
-    rows = np.arange(len(y))
-    given = q[rows, y]
-    others = q.copy()
-    others[rows, y] = -np.inf
-    return others.max(1) - given
+    return 1 - p[np.arange(len(y)), y]
+
+
+def suspected_classes(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """int [N]: the likeliest class other than the label that reaches its own threshold, or -1
+    where none does (the label is not suspect)."""
+    y, p = _check(labels, pred_probs)
+    reach = np.where(p >= class_thresholds(y, p), p, -1.0)
+    reach[np.arange(len(y)), y] = -1.0
+    return np.where(reach.max(1) >= 0, reach.argmax(1), -1)
 
 
 def find_label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """bool [N]: the suspect labels (a positive `label_issue_scores`)."""
-    return label_issue_scores(labels, pred_probs) > 0
+    """bool [N]: the suspect labels (another class reaches its threshold)."""
+    return suspected_classes(labels, pred_probs) >= 0
 
 
 def uncertainty(pred_probs: np.ndarray, kind: str = "entropy") -> np.ndarray:
@@ -109,9 +115,8 @@ def _round_robin(queues: list[list[tuple]], take: Callable[[tuple], None],
 
 
 def select(labels: Mapping[str, np.ndarray], pred_probs: Mapping[str, np.ndarray],
-           budget: int, decided: Mapping[str, np.ndarray] | None = None,
-           uncertainty_kind: str = "entropy", quota_share: float = 0.5
-           ) -> list[list[Candidate]]:
+           budget: int, decided: Mapping[str, np.ndarray] | None = None, *,
+           uncertainty_kind: str, quota_share: float) -> list[list[Candidate]]:
     """Pick up to `budget` samples (tasks) to ask about, and the attributes in question of each.
 
     labels: {attribute: int [N]}; pred_probs: {attribute: float [N, C]} (out-of-sample);
@@ -135,10 +140,8 @@ def select(labels: Mapping[str, np.ndarray], pred_probs: Mapping[str, np.ndarray
         y, p = _check(labels[a], pred_probs[a])
         open_ = np.ones(n, bool) if decided is None or a not in decided else \
             ~np.asarray(decided[a], bool)
-        q = p / np.maximum(class_thresholds(y, p), _EPS)
-        q[np.arange(n), y] = -np.inf
         info[a] = (y, p, label_issue_scores(y, p), uncertainty(p, uncertainty_kind), open_,
-                   q.argmax(1))
+                   suspected_classes(y, p))
     picked: dict[int, dict[str, Candidate]] = {}
 
     def take(item: tuple) -> None:
@@ -150,15 +153,15 @@ def select(labels: Mapping[str, np.ndarray], pred_probs: Mapping[str, np.ndarray
         task[a] = Candidate(i, a, reason, float(score[i]), float(unc[i]), int(p[i].argmax()),
                             int(y[i]))
         for b in attrs:  # the sample's other suspect labels come along
-            _, _, b_score, _, b_open, _ = info[b]
-            if b not in task and b_open[i] and b_score[i] > 0:
+            _, _, _, _, b_open, b_suspected = info[b]
+            if b not in task and b_open[i] and b_suspected[i] >= 0:
                 take((b, i, "suspect"))
 
     def queues(reason: str) -> list[list[tuple]]:
         out = []
         for a in attrs:
             y, _, score, unc, open_, suspected = info[a]
-            suspect = score > 0
+            suspect = suspected >= 0
             pool = np.flatnonzero(open_ & (suspect if reason == "suspect" else ~suspect))
             key, stratum = (score, suspected) if reason == "suspect" else (unc, y)
             for cls in np.unique(stratum[pool]):

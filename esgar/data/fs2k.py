@@ -33,9 +33,8 @@ from typing import Any
 import pandas as pd
 import simplejpeg
 from PIL import Image
-from tqdm import tqdm
 
-from esgar import schema
+from esgar import log, schema
 from esgar.errors import EsgarError
 from esgar.data import layout
 
@@ -258,8 +257,9 @@ def attach_images(root: Path, rows: list[dict[str, Any]], report: Report,
 
     paths = [p for _, photo, sketch in located for p in (photo, sketch)]
     with ThreadPoolExecutor(workers) as pool:
-        sizes = list(tqdm(pool.map(_image_size, paths), total=len(paths), desc="checking images",
-                          unit="img", disable=not progress, leave=False))
+        sizes = list(log.progress(pool.map(_image_size, paths), total=len(paths),
+                                  desc="checking images", unit="img", disable=not progress,
+                                  leave=False))
     out = []
     for i, (row, photo, sketch) in enumerate(located):
         psize, ssize = sizes[2 * i], sizes[2 * i + 1]
