@@ -192,6 +192,7 @@ def test_annotations_come_back_with_annotator_and_time(labelstudio):
     assert [listed[i]["annotations"] for i in ids] == [0, 1, 0]  # skipping is no annotation
 
 
+@pytest.mark.bad_input(stage="push", kind="service")
 def test_a_wrong_token_is_refused_quickly_naming_the_url(labelstudio):
     wrong = Settings(url=labelstudio.url, api_key="not-the-token-123")
     with failing_within(FAILS_WITHIN_S), pytest.raises(LabelStudioUnavailable) as error:
@@ -201,6 +202,7 @@ def test_a_wrong_token_is_refused_quickly_naming_the_url(labelstudio):
     assert "LABEL_STUDIO_API_KEY" in message and "\n" not in message
 
 
+@pytest.mark.bad_input(stage="push", kind="service")
 def test_a_closed_port_is_reported_quickly_naming_the_url():
     url = f"http://127.0.0.1:{free_port()}"
     with failing_within(FAILS_WITHIN_S), pytest.raises(LabelStudioUnavailable) as error:
@@ -209,12 +211,14 @@ def test_a_closed_port_is_reported_quickly_naming_the_url():
     assert "scripts/labelstudio.sh start" in str(error.value)
 
 
+@pytest.mark.bad_input(stage="push", kind="service")
 def test_a_silent_server_is_reported_within_the_timeout(silent_url):
     with failing_within(1.0 + 2.0), pytest.raises(LabelStudioUnavailable) as error:
         ls.check_server(Settings(url=silent_url, api_key="whatever"), timeout=1.0)
     assert silent_url in str(error.value) and "no answer within 1 s" in str(error.value)
 
 
+@pytest.mark.bad_input(stage="push", kind="service")
 def test_the_script_reports_status_and_refuses_a_busy_port(labelstudio, tmp_path):
     status = run_script("status", labelstudio.env)
     assert status.returncode == 0 and f"running at {labelstudio.url}" in status.stdout
