@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_repo
+from tests.helpers import copy_repo, silent_server
 
 # A real Label Studio server per test: the `labelstudio` fixture.
 pytest_plugins = ["tests.labelstudio"]
@@ -36,3 +36,10 @@ def _library_logs(caplog):
 def repo_copy(tmp_path) -> Path:
     """The project's files (tracked and untracked-not-ignored) in a fresh git repo in tmp."""
     return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def silent_url():
+    """The URL of a server that accepts connections and never answers."""
+    with silent_server() as url:
+        yield url

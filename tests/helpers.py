@@ -3,10 +3,14 @@ params.yaml, and small weights files written by the tests themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -98,3 +102,36 @@ def repo_params(section: str) -> dict:
 
 # ESGAR's attribute -> region table, as params.yaml has it
 ATTRIBUTE_REGIONS: dict[str, str] = repo_params("model")["attribute_regions"]
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (bound, then closed): connections are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """`http://127.0.0.1:<port>` of a server that accepts connections and never answers (they
+    are held open, neither read nor written), for the duration of the block."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()

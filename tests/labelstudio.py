@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from esgar.integrations.labelstudio import Settings
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 SCRIPT = REPO / "scripts" / "labelstudio.sh"
 VENV = REPO / ".labelstudio" / "venv"
@@ -58,12 +57,6 @@ class Server:
     def log(self) -> Path:
         return self.data_dir / "labelstudio.log"
 
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def script_env(data_dir: Path, port: int, document_root: Path,

@@ -10,17 +10,14 @@ repository's data, models, metrics and plots must come out byte for byte as they
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -31,7 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import copy_repo, run, set_params, stage_env
+from tests.helpers import copy_repo, free_port, run, set_params, stage_env
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +37,6 @@ ONE_LINE_ERROR_S = 40  # imports (torch, timm, mlflow) included, on a busy 2-cor
 
 
 # ---- the repository every case runs in -------------------------------------------------------
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +140,7 @@ def truncate(path: Path) -> None:
 
 
 def closed_mlflow(tmp: Path) -> dict:
-    return {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed_port()}"}
+    return {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
 
 
 CASES = [
@@ -328,30 +320,17 @@ def run_status(db: Path) -> list[str]:
 
 
 @pytest.mark.bad_input(stage="train", kind="service")
-def test_silent_mlflow_server_fails_within_the_timeout(repo, tmp_path):
+def test_silent_mlflow_server_fails_within_the_timeout(repo, tmp_path, silent_url):
     """A server that accepts connections and never answers: no hang, one line."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-
-    def hold() -> None:  # accept, never answer; ends when the server closes
-        with contextlib.suppress(OSError):
-            while True:
-                held.append(server.accept()[0])
-
-    threading.Thread(target=hold, daemon=True).start()
     before = digest(repo)
     case = Case("mlflow-silent", "train", "service", "")
     start = time.monotonic()
-    proc = run_case(repo, tmp_path, case, env={
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.getsockname()[1]}"})
+    proc = run_case(repo, tmp_path, case, env={"MLFLOW_TRACKING_URI": silent_url})
     assert time.monotonic() - start < ONE_LINE_ERROR_S
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert re.search(r"error: MLflow tracking at http://127.0.0.1:\d+ is unavailable: no answer "
                      r"within \d+ s", proc.stderr), proc.stderr[-2000:]
     assert digest(repo) == before
-    server.close()
 
 
 @pytest.mark.bad_input(stage="train", kind="data")

@@ -22,7 +22,7 @@ import yaml
 from esgar.data import download as dl
 from esgar.io import MARKER
 from tests.fs2k_fixtures import make_fs2k, record
-from tests.helpers import run
+from tests.helpers import free_port, run
 
 # Far above the test archives' sizes, far below the bomb's.
 LIMITS = dl.ArchiveLimits(max_unpacked_bytes=64 * dl.MB, max_compression_ratio=100)
@@ -37,12 +37,6 @@ def _no_proxies(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
-
-def free_port() -> int:
-    """A local port nobody listens on (connections to it are refused at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fs2k_zip(tmp: Path, wrap: str = "", variant: int = 0) -> Path:

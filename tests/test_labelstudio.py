@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -58,27 +56,6 @@ def failing_within(seconds: float) -> Iterator[None]:
     assert time.monotonic() - started < seconds
 
 
-@pytest.fixture
-def silent_url() -> Iterator[str]:
-    """The URL of a port that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 def test_settings_come_from_the_environment():

@@ -168,7 +168,8 @@ def test_parser_without_weights_offline_names_the_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.bad_input(stage="masks", kind="service")
-def test_parser_weights_from_a_silent_host_fail_within_the_timeout(tmp_path, monkeypatch):
+def test_parser_weights_from_a_silent_host_fail_within_the_timeout(tmp_path, monkeypatch,
+                                                                    silent_url):
     """A host that accepts the connection and never answers: facexlib's download has no
     timeout of its own, so the parser bounds it."""
     import socket
@@ -176,11 +177,8 @@ def test_parser_weights_from_a_silent_host_fail_within_the_timeout(tmp_path, mon
 
     import esgar.masks.parsers as parsers
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
     for var in ("https_proxy", "HTTPS_PROXY"):
-        monkeypatch.setenv(var, f"http://127.0.0.1:{server.getsockname()[1]}")
+        monkeypatch.setenv(var, silent_url)
     monkeypatch.setenv("no_proxy", "")
     monkeypatch.setattr(parsers, "DOWNLOAD_TIMEOUT_S", 1.0)
     start = time.monotonic()
@@ -188,7 +186,6 @@ def test_parser_weights_from_a_silent_host_fail_within_the_timeout(tmp_path, mon
         load_parser("bisenet", tmp_path / "weights", "cpu")
     assert time.monotonic() - start < 10
     assert socket.getdefaulttimeout() is None  # restored
-    server.close()
 
 
 def test_store_round_trip_and_quality(tmp_path):

@@ -10,11 +10,9 @@ import logging
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,16 +25,11 @@ from mlflow import MlflowClient
 
 from esgar.integrations import tracking
 from esgar.integrations.tracking import TrackingUnavailable, check_tracking
+from tests.helpers import free_port
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
 SERVER_START_S = 90  # `mlflow server` took 13-22 s to answer /health where this was written
 
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_status(uri: str, run_id: str) -> str:
@@ -58,28 +51,6 @@ def local_store(store, tmp_path, monkeypatch) -> str:
     return store
 
 
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """The URI of a port that accepts connections and never answers: they are held open,
-    neither read nor written."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 class Server(NamedTuple):
@@ -148,12 +119,12 @@ def test_closed_port_fails_at_once_naming_the_uri():
 
 
 @pytest.mark.bad_input(stage="train", kind="service")
-def test_silent_server_fails_within_the_timeout(silent_server):
+def test_silent_url_fails_within_the_timeout(silent_url):
     start = time.monotonic()
     with pytest.raises(TrackingUnavailable, match="no answer within 1 s") as err:
-        check_tracking(silent_server, timeout=1)
+        check_tracking(silent_url, timeout=1)
     assert 1 <= time.monotonic() - start < 3
-    assert silent_server in str(err.value)
+    assert silent_url in str(err.value)
 
 
 @pytest.mark.bad_input(stage="train", kind="service")
