@@ -27,6 +27,7 @@ def build(work: Path, pairs: int, stages: tuple[str, ...], **overrides: dict) ->
     params["data"].update(source="synthetic")
     params["data"]["synthetic"].update(pairs=pairs, noise=NOISE)
     params["masks"]["source"] = "import"
+    params["push"]["label_config"] = str(REPO / "label_config.xml")
     for section, values in overrides.items():
         params[section].update(values)
     (work / "params.yaml").write_text(yaml.safe_dump(params))

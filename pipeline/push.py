@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from pydantic import FilePath
 
 from esgar import schema
 from esgar.active.annotations import build_tasks
@@ -39,7 +40,7 @@ OWNER = "push"
 class PushParams(Section):
     manifest: Path
     probs: Path
-    label_config: Path
+    label_config: FilePath
     out: Path
 
 

@@ -255,6 +255,8 @@ CASES = [
     # push, pull
     Case("manifest-missing", "push", "data", r"nowhere.parquet: missing \(run the select stage",
          {"push": {"manifest": "nowhere.parquet"}}),
+    Case("label-config-missing", "push", "params", r"push.label_config: Path does not point to "
+         r"a file \(got 'nowhere.xml'\)", {"push": {"label_config": "nowhere.xml"}}),
     Case("project-short", "push", "params", r"labelstudio.project: .*at least 3 characters",
          {"labelstudio": {"project": "x"}}),
     Case("url-not-http", "pull", "service", r"LABEL_STUDIO_URL='ftp://x' is not an http\(s\) URL",
