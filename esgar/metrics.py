@@ -205,8 +205,9 @@ def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
 
     y_true, y_pred: int [N, A] (columns = `attributes`) or {attribute: int [N]}.
     Keys: `bacc/<a>`, `macro_f1/<a>`, `acc/<a>`, `recall/<a>/<class name>` (classes with
-    true samples only); the means
-    `mean_bacc`, `mean_macro_f1`, `mean_acc` over `attributes`; `paper_mean_acc_6attr` (plain
+    true samples only), `minority_recall/<a>` (the recall of the attribute's rarest class in
+    y_true); the means `mean_bacc`, `mean_macro_f1`, `mean_acc`, `mean_minority_recall` over
+    `attributes`; `paper_mean_acc_6attr` (plain
     accuracy averaged over the six attributes without hair_color, as the FS2K literature
     reports it) when all six are present; `<key>_ci_low` / `<key>_ci_high`: percentile
     bootstrap intervals (samples resampled jointly across attributes; `n_resamples=0`: none).
@@ -237,6 +238,15 @@ def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
         per = [values[f"{name}/{a}"] for a in attrs]
         values[f"mean_{name}"] = (np.mean([v[0] for v in per], 0),
                                   np.mean([v[1] for v in per], 0) if boot else None)
+    minority = {}
+    for a in attrs:  # the rarest class present in y_true (ties: the lower index)
+        support = point[a][0].sum(1)
+        c = int(np.argmin(np.where(support > 0, support, np.iinfo(np.int64).max)))
+        minority[a] = (recall_cm(point[a])[:, c], recall_cm(boot[a])[:, c] if boot else None)
+        values[f"minority_recall/{a}"] = minority[a]
+    values["mean_minority_recall"] = (
+        np.mean([v[0] for v in minority.values()], 0),
+        np.mean([v[1] for v in minority.values()], 0) if boot else None)
     paper = [a for a in schema.PAPER_ATTRIBUTES if a in attrs]
     if len(paper) == len(schema.PAPER_ATTRIBUTES):
         values["paper_mean_acc_6attr"] = (

@@ -24,8 +24,8 @@ from esgar.integrations import tracking
 from esgar.io import write_json, write_text, write_with
 from esgar.metrics import confusion_matrix, evaluate
 from esgar.models.factory import AttributeModel, load_trained
-from esgar.predict import attention_batch, predict_logits, predictions_frame
-from esgar.training import make_loader
+from esgar.predict import attention_batch, predictions_frame
+from esgar.scoring import score_split
 from esgar.visualize import attention_sheet, denormalise, plot_confusion
 from pipeline.common import run_stage, stage_args
 from pipeline.model_params import EvaluateParams, ModelParams, TrainParams
@@ -65,12 +65,9 @@ def main() -> None:
     attrs = net.attributes
     results, frames = {}, []
     for split in ep.splits:
-        ds = SketchDataset.for_model(net, table[table["split"] == split], mp.masks, train=False,
-                                     cache=False)
-        logits, index = predict_logits(net, make_loader(ds, tp.batch_size, False, 0, 0),
-                                       device, amp=tp.amp, desc=f"evaluate {split}")
-        truth = ds.labels.numpy()[index]
-        pred = np.stack([logits[a].argmax(1) for a in attrs], 1)
+        scored = score_split(net, table, split, mp.masks, tp.batch_size, device, amp=tp.amp)
+        ds, logits, index = scored.dataset, scored.logits, scored.index
+        truth, pred = scored.truth, scored.pred
         results[split] = evaluate(truth, pred, attrs, n_resamples=ep.bootstrap, seed=ep.seed)
         for j, a in enumerate(attrs):
             attribute = schema.attribute(a)

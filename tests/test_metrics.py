@@ -97,6 +97,13 @@ def test_evaluate_summary():
                        {a: y_pred[:, j] for j, a in enumerate(attrs)}, n_resamples=0)
     assert as_dict["bacc/hair"] == out["bacc/hair"] and "bacc/hair_ci_low" not in as_dict
     assert "recall/style/style0" in out
+    for j, a in enumerate(attrs):  # the rarest true class's recall, as scikit-learn has it
+        rare = np.bincount(y_true[:, j], minlength=k[j]).argmin()
+        assert out[f"minority_recall/{a}"] == pytest.approx(skm.recall_score(
+            y_true[:, j], y_pred[:, j], labels=[rare], average=None)[0])
+    assert out["mean_minority_recall"] == pytest.approx(
+        np.mean([out[f"minority_recall/{a}"] for a in attrs]))
+    assert out["mean_minority_recall_ci_low"] <= out["mean_minority_recall"]
     only = evaluate(y_true[:, :1], y_pred[:, :1], attributes=["hair"], n_resamples=0)
     assert "paper_mean_acc_6attr" not in only
 
