@@ -12,94 +12,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+SERVICE=labelstudio
 
 LS_VERSION=1.23.2
 VENV=.labelstudio/venv
 CONSTRAINTS=scripts/labelstudio-constraints.txt
 STOP_WAIT_S=15
 
-say() { echo "labelstudio: $*"; }
-die() { echo "labelstudio: error: $*" >&2; exit 1; }
-
-# KEY=value lines; blank lines, `# comments`, `export KEY=value` and one pair of quotes around a
-# value are understood. Nothing is evaluated, and variables already set are left alone.
-load_env_file() {
-  local file=${LABEL_STUDIO_ENV_FILE:-.env} line key value n=0
-  [ -f "$file" ] || return 0
-  while IFS= read -r line || [ -n "$line" ]; do
-    n=$((n + 1))
-    line=${line%$'\r'}
-    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-    [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] \
-      || die "$file line $n: expected KEY=value"
-    key=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
-    if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
-      value=${BASH_REMATCH[1]}
-    else
-      value=$(sed -E 's/[[:space:]]+#.*$//; s/[[:space:]]+$//' <<<"$value")
-    fi
-    [ -n "${!key+x}" ] || export "$key=$value"
-  done <"$file"
-}
-
-abspath() { case $1 in /*) echo "$1" ;; *) echo "$ROOT/$1" ;; esac; }
+. scripts/lib.sh
 
 config() {
   PORT=${LABEL_STUDIO_PORT:-8080}
-  [[ $PORT =~ ^[0-9]{1,5}$ ]] && ((PORT >= 1 && PORT <= 65535)) \
-    || die "LABEL_STUDIO_PORT='$PORT' is not a port number (1-65535)"
+  check_port LABEL_STUDIO_PORT "$PORT"
   START_TIMEOUT=${LABEL_STUDIO_START_TIMEOUT:-180}
-  [[ $START_TIMEOUT =~ ^[0-9]+$ ]] \
-    || die "LABEL_STUDIO_START_TIMEOUT='$START_TIMEOUT' is not a number of seconds"
+  check_seconds LABEL_STUDIO_START_TIMEOUT "$START_TIMEOUT"
   DATA_DIR=$(abspath "${LABEL_STUDIO_DATA_DIR:-.labelstudio/data}")
   URL=http://127.0.0.1:$PORT
   PID_FILE=$DATA_DIR/labelstudio.pid # two lines: the server's pid (= its process group), port
   LOG_FILE=$DATA_DIR/labelstudio.log
 }
 
-# True when process $1 exists and is not a zombie.
-alive() {
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ]
-}
-
-# True while any live process is in process group $1.
-group_alive() {
-  local f stat fields
-  for f in /proc/[0-9]*/stat; do
-    stat=$(cat "$f" 2>/dev/null) || continue
-    read -ra fields <<<"${stat##*) }" # state ppid pgrp ...
-    [ "${fields[2]}" = "$1" ] && [ "${fields[0]}" != Z ] && return 0
-  done
-  return 1
-}
-
 # The pid of the server this data dir's pid file names, if it is running; fails otherwise.
-running_pid() {
-  local pid
-  [ -f "$PID_FILE" ] || return 1
-  pid=$(sed -n 1p "$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q label-studio || return 1
-  echo "$pid"
-}
-
-running_port() { sed -n 2p "$PID_FILE"; }
-
-# SIGTERM to the server's whole process group, SIGKILL after STOP_WAIT_S seconds.
-stop_group() {
-  local pgid=$1 i
-  kill -TERM -- "-$pgid" 2>/dev/null || true
-  for ((i = 0; i < STOP_WAIT_S * 10; i++)); do
-    group_alive "$pgid" || return 0
-    sleep 0.1
-  done
-  kill -KILL -- "-$pgid" 2>/dev/null || true
-  sleep 0.5
-  ! group_alive "$pgid" || die "process group $pgid survives SIGKILL"
-}
+running_pid() { pid_file_server label-studio; }
 
 install() {
   local stamp=$VENV/.esgar-labelstudio-stamp want
@@ -187,20 +121,6 @@ except urllib.error.HTTPError as e:
 PY
 }
 
-# Stop the server that failed to start, say why (with the end of its log unless $3 is "quiet").
-fail_start() {
-  local pid=$1 why=$2
-  stop_group "$pid"
-  rm -f "$PID_FILE"
-  if [ "${3:-}" = quiet ]; then
-    echo "labelstudio: error: $why (log: $LOG_FILE)" >&2
-  else
-    echo "labelstudio: error: $why; the end of $LOG_FILE:" >&2
-    tail -n 30 "$LOG_FILE" | sed 's/^/  | /' >&2
-  fi
-  exit 1
-}
-
 start() {
   config
   require LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_USER_TOKEN
@@ -216,7 +136,7 @@ start() {
     return 0
   fi
   # Label Studio silently moves to the next free port when its port is taken: refuse instead.
-  if timeout 2 bash -c ": <>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; then
+  if port_in_use "$PORT"; then
     die "port $PORT on 127.0.0.1 is already in use;" \
       "stop what listens there or set LABEL_STUDIO_PORT"
   fi
@@ -290,7 +210,7 @@ status() {
   fi
 }
 
-load_env_file
+load_env_file "${LABEL_STUDIO_ENV_FILE:-.env}"
 case ${1:-} in
   install) install ;;
   start) start ;;
