@@ -9,7 +9,7 @@ from pathlib import Path
 
 from esgar import __version__
 from esgar.errors import EsgarError
-from esgar.io import building_dir
+from esgar.io import building_dir, write_text
 from esgar.log import configure
 
 
@@ -26,6 +26,28 @@ def _noise_arg(text: str) -> dict[str, dict[int, float]]:
                 f"bad noise spec {part!r}: expected ATTRIBUTE:CLASS=RATE, e.g. earring:0=0.2"
             ) from None
     return out
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from esgar import compare
+    from esgar.integrations import registry as reg
+
+    refs = list(args.refs)
+    if args.model and not refs:
+        c = reg.client()
+        versions = reg.list_versions(c, args.model)
+        if not versions:
+            raise EsgarError(f"model {args.model} has no versions in the registry")
+        named = reg.aliases(c, args.model)
+        picked = [named[a] for a in (reg.CHAMPION, reg.CHALLENGER) if a in named]
+        picked.append(str(versions[-1].version))
+        refs = [f"{args.model}/{v}" for v in dict.fromkeys(picked)]
+    entries = compare.gather(refs, args.split)
+    print(compare.text_table(entries, args.split), end="")
+    if args.markdown:
+        write_text(args.markdown, compare.markdown(entries, args.split))
+    if args.plot:
+        compare.plot(entries, args.plot, args.split)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
+    cmp = sub.add_parser(
+        "compare", help="registry versions or runs side by side, with the champion and why",
+        description="Per attribute balanced accuracy, macro-F1 and minority-class recall with "
+                    "their 95 %% intervals, for registry versions (NAME/VERSION, NAME@ALIAS, "
+                    "models:/...) or MLflow run ids; the decision and reason of each version.")
+    cmp.add_argument("refs", nargs="*", help="versions or run ids (default with --model: its "
+                                             "champion, challenger and newest version)")
+    cmp.add_argument("--model", help="a registered model name")
+    cmp.add_argument("--split", default="val", choices=["val", "test"])
+    cmp.add_argument("--markdown", type=Path, help="also write the table as markdown here")
+    cmp.add_argument("--plot", type=Path, help="also draw the balanced accuracies as a PNG")
+
     args = parser.parse_args(argv)
     configure(quiet=args.quiet)
     try:
@@ -60,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                    label_orders=tuple(args.label_order or ("bisenet",)),
                                    workers=args.workers)
             print(json.dumps(summary, indent=2))
+        elif args.command == "compare":
+            _compare(args)
     except EsgarError as e:
         print(f"esgar: error: {e}", file=sys.stderr)
         return 1

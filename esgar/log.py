@@ -22,16 +22,17 @@ T = TypeVar("T")
 _quiet = False
 
 
-def configure(quiet: bool = False, level: int | None = None) -> None:
+def configure(quiet: bool = False, level: int | None = None, handler: bool = True) -> None:
     """Log to stderr in the project's format: INFO and up, or WARNING and up when `quiet`
-    (which also turns progress bars off)."""
+    (which also turns progress bars off). `handler=False` sets the levels only, for a process
+    whose root logger already prints (Prefect's, in the flows)."""
     global _quiet
     _quiet = quiet
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
     for name in ("esgar", "pipeline", "flows"):
         logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
+        logger.handlers[:] = [stream] if handler else []
         logger.setLevel(level if level is not None else
                         logging.WARNING if quiet else logging.INFO)
 

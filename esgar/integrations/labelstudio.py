@@ -43,6 +43,7 @@ __all__ = [
     "BULK_TIMEOUT_S", "CALL_TIMEOUT_S", "CHECK_TIMEOUT_S", "Client", "LabelStudioUnavailable",
     "Settings", "annotate", "check_server", "choices_answers", "choices_result", "connect",
     "create_prediction", "delete_predictions", "ensure_local_storage", "ensure_project",
+    "ensure_webhook", "ANNOTATION_ACTIONS",
     "find_project",
     "export_annotations", "import_tasks", "list_tasks", "local_file_url", "update_task_data",
 ]
@@ -286,6 +287,34 @@ def ensure_local_storage(client: Client, project_id: int, folder: str | Path) ->
                         project=project_id, path=path, title=Path(path).name[:256],
                         use_blob_urls=False, request_options=o))
     _log.info("Label Studio: project %d serves files under %s", project_id, path)
+    return int(created.id)
+
+
+ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED")
+
+
+def ensure_webhook(client: Client, project_id: int, url: str,
+                   actions: Sequence[str] = ANNOTATION_ACTIONS) -> int:
+    """The id of project `project_id`'s webhook to `url` for `actions` (with payloads),
+    created if missing and updated if its actions differ. A receiver on 127.0.0.1 is refused by
+    the server's SSRF guard unless it runs with USE_DEFAULT_BANNED_SUBNETS=false, as
+    scripts/labelstudio.sh starts it."""
+    hooks = _call(client, f"listing the webhooks of project {project_id}",
+                  lambda o: client.sdk.webhooks.list(project=str(project_id),
+                                                     request_options=o))
+    for hook in hooks:
+        if hook.url == url and getattr(hook, "project", project_id) == project_id:
+            if sorted(hook.actions or []) != sorted(actions) or not hook.send_payload:
+                _call(client, f"updating webhook {hook.id}",
+                      lambda o, h=hook: client.sdk.webhooks.update(
+                          h.id, url=url, actions=list(actions), send_payload=True,
+                          is_active=True, request_options=o))
+            return int(hook.id)
+    created = _call(client, f"creating a webhook to {url} for project {project_id}",
+                    lambda o: client.sdk.webhooks.create(
+                        url=url, project=project_id, actions=list(actions), send_payload=True,
+                        send_for_all_actions=False, is_active=True, request_options=o))
+    _log.info("Label Studio: project %d posts %s to %s", project_id, ", ".join(actions), url)
     return int(created.id)
 
 

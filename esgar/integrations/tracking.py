@@ -1,4 +1,5 @@
-"""MLflow, the one module that imports it: runs, params, data version, curves, plots, models.
+"""MLflow runs: params, data version, curves, plots, models (the registry: `registry.py`, the
+only other module that imports MLflow).
 
 Default store: `sqlite:///mlflow.db` in the working directory (the repo root for stages), with
 artifacts in `./mlruns`; `MLFLOW_TRACKING_URI` overrides it. `check_tracking()` tries the store
