@@ -9,8 +9,8 @@ import pytest
 
 from tests.helpers import copy_repo, silent_server
 
-# A real Label Studio server per test: the `labelstudio` fixture.
-pytest_plugins = ["tests.labelstudio"]
+# A real Label Studio server per test (`labelstudio`); a tiny repository built once (`tiny_repo`).
+pytest_plugins = ["tests.labelstudio", "tests.tiny_repo"]
 
 
 @pytest.fixture(autouse=True)

@@ -55,10 +55,15 @@ def copy_repo(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     run(["git", "init", "-q"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm",
-         "copy"], dest)
+    commit_all(dest, "copy")
     return dest
+
+
+def commit_all(repo: Path, message: str) -> None:
+    """`git add -A` and commit in `repo`, as a test user (the machine may have none)."""
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm",
+         message], repo)
 
 
 def set_params(target: Path, **sections) -> None:

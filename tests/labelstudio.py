@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 import warnings
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,17 @@ TOKEN = "esgar-test-token-0123456789"
 INSTALL_S = 1200  # building the venv from PyPI: ~2 min where this was written
 MIGRATE_S = 240  # first start of an empty data dir: 40-60 s where this was written
 START_S = 90  # start of a migrated copy: ~5-7 s where this was written
+
+
+LABEL_CONFIG = (REPO / "label_config.xml").read_text()
+_ROOT = ET.fromstring(LABEL_CONFIG)
+# The attribute questions (single-choice Choices) and their answers (the choices' aliases),
+# the object they are asked about, and the variables a task's data must hold.
+QUESTIONS = {c.get("name"): [x.get("alias") for x in c.iter("Choice")]
+             for c in _ROOT.iter("Choices") if c.get("choice") == "single-radio"}
+TO_NAME = next(c.get("toName") for c in _ROOT.iter("Choices"))
+IMAGES = [e.get("value")[1:] for e in _ROOT.iter("Image")]
+TEXTS = [e.get("value")[1:] for e in _ROOT.iter("Text")]
 
 
 @dataclass(frozen=True)

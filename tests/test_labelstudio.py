@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,18 +18,19 @@ from PIL import Image
 
 from esgar.integrations import labelstudio as ls
 from esgar.integrations.labelstudio import LabelStudioUnavailable, Settings
-from tests.helpers import REPO
-from tests.labelstudio import USERNAME, free_port, group_processes, run_script, script_env
+from tests.labelstudio import (
+    IMAGES,
+    LABEL_CONFIG,
+    QUESTIONS,
+    TEXTS,
+    TO_NAME,
+    USERNAME,
+    free_port,
+    group_processes,
+    run_script,
+    script_env,
+)
 
-LABEL_CONFIG = (REPO / "label_config.xml").read_text()
-_ROOT = ET.fromstring(LABEL_CONFIG)
-# The attribute questions (single-choice Choices) and their answers (the choices' aliases),
-# the object they are asked about, and the variables a task's data must hold.
-QUESTIONS = {c.get("name"): [x.get("alias") for x in c.iter("Choice")]
-             for c in _ROOT.iter("Choices") if c.get("choice") == "single-radio"}
-TO_NAME = next(c.get("toName") for c in _ROOT.iter("Choices"))
-IMAGES = [e.get("value")[1:] for e in _ROOT.iter("Image")]
-TEXTS = [e.get("value")[1:] for e in _ROOT.iter("Text")]
 FAILS_WITHIN_S = 5.0  # a dead or wrong server must be reported within this
 
 

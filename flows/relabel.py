@@ -1,0 +1,88 @@
+"""Prefect flow `relabel_round`: cross-fit, select and push, then report what went to the
+annotators.
+
+    python -m flows.relabel [--repo .] [--params params.yaml]
+    prefect deployment run 'relabel_round/fs2k'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from esgar.log import configure
+from flows.cli import run_cli
+from flows.report import labelstudio_link
+from flows.retrain import check_services, preflight
+from flows.stages import dvc_repro, in_repo, read_json
+from pipeline.params import LabelStudioParams, load
+from pipeline.push import PushParams
+from pipeline.select import SelectParams
+
+__all__ = ["relabel_round", "sent_to_annotators"]
+
+
+@task(log_prints=True)
+def sent_to_annotators(repo: str, params: str) -> dict[str, Any]:
+    """What the push stage sent: tasks, new / updated / unchanged, the questions per attribute
+    and class, and where (a server's project, or the import file)."""
+    with in_repo(repo):
+        p = load(params, push=PushParams, select=SelectParams, labelstudio=LabelStudioParams)
+        pushed = read_json(p["push"].out / "pushed.json")
+        manifest = pd.read_parquet(p["push"].manifest)
+        select = read_json(p["select"].metrics)
+        where = labelstudio_link(p["labelstudio"].project) if pushed.get("server") else \
+            f"import file {p['push'].out / 'tasks.json'} (no Label Studio configured)"
+    questions = Counter(zip(manifest["attribute"], manifest["label"], strict=True))
+    return {"tasks": int(pushed.get("tasks", 0)), "questions": len(manifest),
+            "created": len(pushed.get("created", [])), "updated": len(pushed.get("updated", [])),
+            "unchanged": int(pushed.get("unchanged", 0)), "where": where,
+            "model_version": pushed.get("model_version", ""),
+            "by_attribute_class": {f"{a}={c}": n for (a, c), n in sorted(questions.items())},
+            "select": select}
+
+
+def round_markdown(s: dict[str, Any]) -> str:
+    lines = ["# relabel round", "",
+             f"**{s['tasks']} tasks, {s['questions']} questions** sent to {s['where']}: "
+             f"{s['created']} new, {s['updated']} updated, {s['unchanged']} unchanged "
+             f"(pre-annotations by `{s['model_version']}`).", "",
+             "| attribute = current label | questions |", "|---|---|"]
+    lines += [f"| {k} | {n} |" for k, n in s["by_attribute_class"].items()]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="relabel_round", log_prints=True)
+def relabel_round(repo: str = ".", params: str = "params.yaml") -> dict[str, Any]:
+    """dvc repro push (crossfit and select first, where stale); returns what was sent."""
+    logger = get_run_logger()
+    check_services(repo, params)
+    ran = dvc_repro(["push"], repo)
+    summary = sent_to_annotators(repo, params)
+    summary["stages_run"] = ran
+    create_markdown_artifact(key="relabel-round", markdown=round_markdown(summary),
+                             description=f"{summary['tasks']} tasks to the annotators")
+    logger.info("relabel_round: %d tasks (%d questions) to %s", summary["tasks"],
+                summary["questions"], summary["where"])
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    configure(handler=False)  # Prefect's handler prints them
+    preflight(args.repo, args.params)
+    print(json.dumps(relabel_round(args.repo, args.params), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,127 @@
+"""Prefect flow `retrain`: pull the annotators' answers, `dvc repro` what changed, register the
+evaluated model and let the policy decide whether it becomes the champion.
+
+    python -m flows.retrain [--repo .] [--params params.yaml]     # one run, here and now
+    prefect deployment run 'retrain/fs2k'                         # through `python -m flows.serve`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from esgar import compare
+from esgar.data.table import load_table
+from esgar.device import resolve_device
+from esgar.integrations import labelstudio as ls
+from esgar.integrations import tracking
+from esgar.log import configure
+from esgar.models.factory import MODEL_FILE
+from esgar.promotion import describe, register_and_decide
+from flows.cli import run_cli
+from flows.report import labelstudio_link, mlflow_model_link, mlflow_run_link
+from flows.settings import load_settings
+from flows.stages import StageFailed, dvc_repro, in_repo, read_json
+
+__all__ = ["check_services", "preflight", "register_model", "retrain"]
+
+
+def preflight(repo: str, params: str) -> None:
+    """Settings and services before any heavy work: params.yaml's sections, the tracking store
+    (bounded), and Label Studio when one is configured. Raises the first problem found."""
+    with in_repo(repo):
+        load_settings(params)
+        tracking.check_tracking()
+        settings = ls.Settings.from_env()
+        if settings is not None:
+            ls.check_server(settings)
+
+
+check_services = task(preflight, name="check_services", log_prints=True)
+
+
+@task(retries=1, retry_delay_seconds=10, log_prints=True)
+def register_model(repo: str, params: str) -> dict[str, Any]:
+    """The model the train stage wrote, registered and decided (`esgar.promotion`)."""
+    logger = get_run_logger()
+    with in_repo(repo):
+        s = load_settings(params)
+        info = read_json(Path(s.train.out) / MODEL_FILE)
+        run_id = info.get("mlflow_run_id")
+        if not run_id:
+            raise StageFailed(f"{Path(s.train.out) / MODEL_FILE} names no MLflow run: run the "
+                              "train stage")
+        metrics = read_json(s.registry.metrics)
+        tags = {"git_commit": tracking.git_commit(), "head": s.model.head,
+                "backbone": s.model.backbone, "img_size": str(s.model.img_size),
+                **tracking.data_version([str(s.model.table), str(s.model.masks)])}
+        outcome = register_and_decide(
+            s.registry.model_name, run_id, load_table(s.model.table), s.model.masks,
+            s.registry.policy.policy(), metrics, tags, batch_size=s.train.batch_size,
+            device=resolve_device(s.train.device))
+        summary = describe(outcome)
+        refs = [f"{outcome.name}/{outcome.version}"]
+        if outcome.champion_before and outcome.champion_before != outcome.version:
+            refs.append(f"{outcome.name}/{outcome.champion_before}")
+        table = compare.markdown(compare.gather(refs, "val"))
+        summary["markdown"] = decision_markdown(summary, table, run_id,
+                                                s.labelstudio.project)
+    logger.info("%s v%s: %s - %s", summary["model"], summary["version"], summary["decision"],
+                summary["reason"] or "already decided")
+    return summary
+
+
+def decision_markdown(summary: dict[str, Any], table: str, run_id: str, project: str) -> str:
+    version = mlflow_model_link(summary["model"], summary["version"])
+    if summary["decision"] == "none":
+        head = (f"**{version}** was registered and decided before (the pipeline had nothing "
+                "new); nothing changed.")
+    else:
+        head = f"**{version}: {summary['decision']}.** {summary['reason']}"
+    return "\n".join([
+        "# retrain", "", head, "",
+        f"- champion before: {summary['champion_before'] or 'none'}, after: "
+        f"{summary['champion_after'] or 'none'}",
+        f"- trained in {mlflow_run_link(run_id)}",
+        f"- annotations: {labelstudio_link(project)}", "",
+        "## Validation split (the test split never decides)", "", table])
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(repo: str = ".", params: str = "params.yaml") -> dict[str, Any]:
+    """pull -> dvc repro (what changed) -> register -> compare with the champion -> promote or
+    alias challenger. Returns the decision (model, version, decision, reason, champions)."""
+    logger = get_run_logger()
+    check_services(repo, params)
+    with in_repo(repo):
+        target = load_settings(params).flows.target
+    pulled = dvc_repro(["pull"], repo)
+    ran = dvc_repro([target], repo)
+    summary = register_model(repo, params)
+    summary["stages_run"] = sorted(set(pulled) | set(ran))
+    create_markdown_artifact(key="retrain-decision", markdown=summary.pop("markdown"),
+                             description=f"{summary['model']} v{summary['version']}: "
+                                         f"{summary['decision']}")
+    logger.info("retrain: stages run %s; %s", ", ".join(summary["stages_run"]) or "none",
+                summary["reason"] or "nothing new to decide")
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    configure(handler=False)  # Prefect's handler prints them
+    preflight(args.repo, args.params)  # a mistake costs seconds, not a flow run's start
+    print(json.dumps(retrain(args.repo, args.params), indent=2))
+
+
+if __name__ == "__main__":
+    run_cli(main)

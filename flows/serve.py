@@ -1,0 +1,59 @@
+"""Serve the deployments on a Prefect server: `retrain/<name>` (on params.yaml's schedule and on
+demand), `relabel_round/<name>` and `loop/<name>` (on demand); `<name>` is `flows.deployment`.
+
+    scripts/prefect.sh start && scripts/prefect.sh serve     # or: python -m flows.serve
+    prefect deployment run 'retrain/fs2k'                    # from another shell
+    prefect deployment run 'retrain/fs2k' -p params=params.yaml
+
+Parameters of every deployment: `repo` (the repository, default: where this was started) and
+`params` (its params file, default params.yaml). Each deployment runs one flow run at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect import serve
+from prefect.schedules import Cron
+
+from esgar.log import configure
+from flows.cli import check_prefect, run_cli
+from flows.loop import loop
+from flows.relabel import relabel_round
+from flows.retrain import retrain
+from flows.settings import load_settings
+from flows.stages import in_repo
+
+__all__ = ["deployments"]
+
+
+def deployments(repo: str | Path = ".", params: str = "params.yaml") -> list:
+    """The three deployments, for `prefect.serve`."""
+    with in_repo(repo) as root:
+        s = load_settings(params).flows
+    parameters = {"repo": str(root), "params": params}
+    schedules = [Cron(s.retrain_cron, timezone=s.timezone)] if s.retrain_cron else []
+    common = {"parameters": parameters, "concurrency_limit": 1, "tags": ["esgar"]}
+    return [
+        retrain.to_deployment(s.deployment, schedules=schedules, **common,
+                              description="pull -> dvc repro -> register -> promote by policy"),
+        relabel_round.to_deployment(s.deployment, **common,
+                                    description="crossfit -> select -> push to Label Studio"),
+        loop.to_deployment(s.deployment, **common, description="retrain, then relabel_round"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".", help="the repository (default: here)")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    configure(handler=False)  # Prefect's handler prints them
+    check_prefect()
+    serve(*deployments(args.repo, args.params))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,171 @@
+"""The registry's decisions and the Prefect flows on a tiny repository built by `dvc repro`
+(`repo`, tests/tiny_repo.py), with a private MLflow store: real models, a real registry, real
+Prefect (its test harness)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from esgar.data.table import load_table
+from esgar.integrations import registry as reg
+from esgar.integrations import tracking
+from esgar.models.factory import load_trained
+from esgar.promotion import register_and_decide
+from esgar.registry import Policy
+from esgar.scoring import score_split
+from tests.helpers import commit_all, run, set_params
+
+pytestmark = pytest.mark.slow
+
+POLICY = Policy(confidence=0.95, min_gain=0.0, max_attribute_drop=0.02, bootstrap=500, seed=0)
+
+
+def trained_run(repo: Path) -> str:
+    return json.loads((repo / "models/esgar/model.json").read_text())["mlflow_run_id"]
+
+
+def log_blank_model(repo: Path) -> str:
+    """The trained network with its head zeroed (every logit 0: it always predicts class 0),
+    logged as a run of its own; its run id."""
+    net, _ = load_trained(repo / "models/esgar")
+    for p in net.head.parameters():
+        p.data.zero_()
+    example = {"image": np.random.rand(2, 3, 64, 64).astype(np.float32),
+               "grids": np.random.rand(2, len(net.region_names), 2, 2).astype(np.float32)}
+    with tracking.run("blank", {}, {"stage": "test"}) as active:
+        tracking.log_model(net, example)
+    return active.info.run_id
+
+
+def val_mean_bacc(repo: Path, model_dir: Path) -> float:
+    """Mean balanced accuracy on the current validation split, by scikit-learn."""
+    net, _ = load_trained(model_dir)
+    s = score_split(net, load_table(repo / "data/prepared/samples.parquet"), "val",
+                    repo / "data/masks", 32, __import__("torch").device("cpu"))
+    return float(np.mean([balanced_accuracy_score(s.truth[:, j], s.pred[:, j])
+                          for j in range(s.truth.shape[1])]))
+
+
+def test_registry_decides_by_the_policy(repo, monkeypatch, tmp_path):
+    monkeypatch.chdir(repo)
+    table = load_table("data/prepared/samples.parquet")
+    metrics = json.loads(Path("metrics/evaluate.json").read_text())
+
+    def decide(run_id):
+        return register_and_decide("t-decide", run_id, table, "data/masks", POLICY, metrics,
+                                   {"git_commit": "abc"})
+
+    blank, trained = log_blank_model(repo), trained_run(repo)
+    first = decide(blank)
+    assert first.version == "1" and first.new and first.decision.outcome == "first champion"
+    c = reg.client()
+    assert str(reg.get_alias(c, "t-decide", reg.CHAMPION).version) == "1"
+
+    second = decide(trained)
+    assert second.version == "2" and second.champion_before == "1"
+    cmp = second.comparison
+    assert cmp is not None and cmp.n == int((table["split"] == "val").sum())
+    # both re-scored on the current validation split: the numbers are scikit-learn's
+    blank_dir = reg.download_model_dir(c, "t-decide", "1", tmp_path / "d1")
+    assert cmp.champion_mean_bacc == pytest.approx(val_mean_bacc(repo, blank_dir))
+    assert cmp.challenger_mean_bacc == pytest.approx(val_mean_bacc(repo, repo / "models/esgar"))
+    expected = cmp.gain_low > 0 and -cmp.worst_attribute[1] <= POLICY.max_attribute_drop
+    assert second.decision.promote == expected
+    champion = str(reg.get_alias(c, "t-decide", reg.CHAMPION).version)
+    assert champion == ("2" if expected else "1")
+
+    tags = reg.get_version(c, "t-decide", "2").tags
+    assert tags["decision"] == ("promoted" if expected else "challenger")
+    assert tags["decision.reason"] == second.decision.reason
+    assert float(tags["decision.gain"]) == pytest.approx(cmp.gain, abs=1e-6)
+    assert tags["decision.champion_before"] == "1" and tags["git_commit"] == "abc"
+    assert tags["train_run_id"] == trained and tags["evaluate_run_id"]
+    assert float(tags["val.mean_bacc"]) == pytest.approx(metrics["val"]["mean_bacc"], abs=1e-6)
+    assert "test.mean_bacc" in tags  # recorded, never used to decide
+
+    # a model no better than the champion stays challenger; the champion keeps its alias
+    third = decide(log_blank_model(repo))
+    assert third.version == "3" and not third.decision.promote
+    assert str(reg.get_alias(c, "t-decide", reg.CHAMPION).version) == champion
+    assert str(reg.get_alias(c, "t-decide", reg.CHALLENGER).version) == "3"
+
+    # the same run again: the same version, nothing decided twice
+    again = decide(trained)
+    assert again.version == "2" and not again.new and again.decision is None
+    assert len(reg.list_versions(c, "t-decide")) == 3
+
+
+def test_a_better_challenger_is_promoted(repo, monkeypatch):
+    """The trained model against a champion that always predicts class 0, with a policy whose
+    bar the trained model clears on this validation split."""
+    monkeypatch.chdir(repo)
+    table = load_table("data/prepared/samples.parquet")
+    lenient = Policy(confidence=0.6, min_gain=0.0, max_attribute_drop=1.0, bootstrap=500,
+                     seed=0)
+    register_and_decide("t-better", log_blank_model(repo), table, "data/masks", lenient, {}, {})
+    out = register_and_decide("t-better", trained_run(repo), table, "data/masks", lenient, {},
+                              {})
+    assert out.comparison.gain > 0, "the tiny model learned nothing: the test data is too small"
+    assert out.decision.promote and out.decision.outcome == "promoted"
+    assert str(reg.get_alias(reg.client(), "t-better", reg.CHAMPION).version) == out.version
+
+
+def test_retrain_flow_registers_decides_and_leaves_an_artifact(repo, monkeypatch):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.retrain import retrain
+
+    set_params(repo, registry={"model_name": "t-flow"})
+    commit_all(repo, "registry name")
+    with prefect_test_harness(server_startup_timeout=120):
+        first = retrain(str(repo))
+        assert first["decision"] == "first champion" and first["version"] == "1"
+        assert first["stages_run"] == ["pull"]  # the data and model were up to date
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            artifact = client.read_latest_artifacts()[0]
+        assert artifact.key == "retrain-decision"
+        assert "first champion" in artifact.data and "Validation split" in artifact.data
+        assert "t-flow v1" in artifact.data
+
+        again = retrain(str(repo))
+        assert again["version"] == "1" and again["decision"] == "none"
+
+        set_params(repo, train={"epochs": 2})
+        changed = retrain(str(repo))
+        assert {"train", "evaluate"} <= set(changed["stages_run"])
+        assert changed["version"] == "2" and changed["champion_before"] == "1"
+        assert changed["decision"] in ("promoted", "challenger")
+        c = reg.client()
+        alias = reg.CHAMPION if changed["decision"] == "promoted" else reg.CHALLENGER
+        assert str(reg.get_alias(c, "t-flow", alias).version) == "2"
+
+
+def test_esgar_compare_shows_versions_with_the_decision(repo, tmp_path, monkeypatch):
+    monkeypatch.chdir(repo)
+    table = load_table("data/prepared/samples.parquet")
+    metrics = json.loads(Path("metrics/evaluate.json").read_text())
+    register_and_decide("t-compare", trained_run(repo), table, "data/masks", POLICY, metrics, {})
+    register_and_decide("t-compare", log_blank_model(repo), table, "data/masks", POLICY, {}, {})
+    md, png = tmp_path / "cmp.md", tmp_path / "cmp.png"
+    proc = run(["esgar", "compare", "--model", "t-compare", "--markdown", str(md),
+                "--plot", str(png)], repo,
+               env={"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"})
+    out = proc.stdout
+    assert "t-compare v1 (champion)" in out and "t-compare v2 (challenger)" in out
+    assert "first champion" in out and "kept the champion" in out
+    assert f"{metrics['val']['mean_bacc']:.3f}" in out
+    text = md.read_text()
+    assert text.startswith("| val | t-compare v1 (champion) | t-compare v2 (challenger) |")
+    assert "hair_color minority-class recall" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = run(["esgar", "compare", "t-compare@nobody"], repo, check=False,
+              env={"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"})
+    assert bad.returncode == 1 and "no alias 'nobody'" in bad.stderr
+    assert "Traceback" not in bad.stderr
