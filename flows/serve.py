@@ -51,8 +51,9 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     configure(handler=False)  # Prefect's handler prints them
+    served = deployments(args.repo, args.params)  # the settings first, then the server
     check_prefect()
-    serve(*deployments(args.repo, args.params))
+    serve(*served)
 
 
 if __name__ == "__main__":
