@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -66,21 +67,31 @@ def dvc_repro(targets: list[str], repo: str = ".") -> list[str]:
     cmd = ["dvc", "repro", *targets]
     logger.info("%s (in %s)", " ".join(cmd), root)
     proc = subprocess.Popen(cmd, cwd=root, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+                            stderr=subprocess.STDOUT)
     ran, errors, tail = [], [], []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        if "\r" in line:  # a progress bar's redraws: its last state only
-            line = line.rsplit("\r", 1)[-1]
-        if not line:
-            continue
-        if m := RAN.search(line):
-            ran.append(m.group(1))
-        if line.startswith(("error:", "ERROR:")) or LOCKED in line:
-            errors.append(line)
-        tail = (tail + [line])[-40:]
-        logger.info("%s", line)
+    try:
+        # newline="\n": a progress bar's "\r" redraws stay inside one line, logged once
+        for line in io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace",
+                                     newline="\n"):
+            line = line.rstrip()
+            if "\r" in line:  # a progress bar's redraws: its last state only
+                line = line.rsplit("\r", 1)[-1]
+            if not line:
+                continue
+            if m := RAN.search(line):
+                ran.append(m.group(1))
+            if line.startswith(("error:", "ERROR:")) or LOCKED in line:
+                errors.append(line)
+            tail = (tail + [line])[-40:]
+            logger.info("%s", line)
+    except BaseException:  # the flow run was cancelled or crashed: stop the stages too
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
     if proc.wait() != 0:
         why = "; ".join(errors) or "\n".join(tail[-10:])
         raise StageFailed(f"dvc repro {' '.join(targets)} failed ({proc.returncode}): {why}")
