@@ -32,9 +32,8 @@ def _compare(args: argparse.Namespace) -> None:
     from esgar import compare
     from esgar.integrations import registry as reg
 
-    refs = list(args.refs)
+    refs, c = list(args.refs), reg.client()
     if args.model and not refs:
-        c = reg.client()
         versions = reg.list_versions(c, args.model)
         if not versions:
             raise EsgarError(f"model {args.model} has no versions in the registry")
@@ -42,7 +41,7 @@ def _compare(args: argparse.Namespace) -> None:
         picked = [named[a] for a in (reg.CHAMPION, reg.CHALLENGER) if a in named]
         picked.append(str(versions[-1].version))
         refs = [f"{args.model}/{v}" for v in dict.fromkeys(picked)]
-    entries = compare.gather(refs, args.split)
+    entries = compare.gather(refs, args.split, c)
     print(compare.text_table(entries, args.split), end="")
     if args.markdown:
         write_text(args.markdown, compare.markdown(entries, args.split))

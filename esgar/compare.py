@@ -89,11 +89,12 @@ def _from_run(c, run_id: str, split: str) -> Entry:
                  train_run_id=train_run, evaluate_run_id=eval_run)
 
 
-def gather(refs: Sequence[str], split: str = "val") -> list[Entry]:
-    """One `Entry` per reference (see the module), read from the registry and tracking store."""
+def gather(refs: Sequence[str], split: str = "val", c=None) -> list[Entry]:
+    """One `Entry` per reference (see the module), read from the registry and tracking store
+    (`c`: a client of `esgar.integrations.registry.client()`, made here when not given)."""
     if not refs:
         raise EsgarError("nothing to compare: name registry versions or runs")
-    c = reg.client()
+    c = c or reg.client()
     out = []
     for ref in refs:
         m = _VERSION.match(ref.strip())

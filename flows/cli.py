@@ -3,16 +3,23 @@ line."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from esgar.errors import EsgarError
-from flows.stages import StageFailed
+from esgar.integrations import labelstudio as ls
+from esgar.integrations import tracking
+from esgar.log import configure
+from flows.settings import load_settings
+from flows.stages import StageFailed, in_repo
 
-__all__ = ["PrefectUnavailable", "check_prefect", "run_cli"]
+__all__ = ["PrefectUnavailable", "check_prefect", "flow_command", "preflight", "run_cli"]
 
 CHECK_TIMEOUT_S = 5.0
 _HINT = ("start one (scripts/prefect.sh start) and export PREFECT_API_URL="
@@ -41,6 +48,34 @@ def check_prefect(timeout: float = CHECK_TIMEOUT_S) -> str:
         raise PrefectUnavailable(f"Prefect at {url}: HTTP {answer.status_code} from /health "
                                  "(is PREFECT_API_URL the server's /api URL?)")
     return url
+
+
+def preflight(repo: str, params: str) -> None:
+    """Settings and services before any heavy work: params.yaml's sections, the tracking store
+    (bounded), and Label Studio when one is configured. Raises the first problem found."""
+    with in_repo(repo):
+        load_settings(params)
+        tracking.check_tracking()
+        settings = ls.Settings.from_env()
+        if settings is not None:
+            ls.check_server(settings)
+
+
+def flow_command(flow: Callable[[str, str], Any], description: str | None
+                 ) -> Callable[[], None]:
+    """The command line of a flow's module (`python -m flows.<name> [--repo] [--params]`):
+    settings and services checked first, so a mistake costs seconds rather than a flow run's
+    start, then one flow run here, its result printed as JSON."""
+    def main() -> None:
+        parser = argparse.ArgumentParser(description=description,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--repo", default=".")
+        parser.add_argument("--params", default="params.yaml")
+        args = parser.parse_args()
+        configure(handler=False)  # Prefect's root handler prints the library's logs
+        preflight(args.repo, args.params)
+        print(json.dumps(flow(args.repo, args.params), indent=2, default=str))
+    return main
 
 
 def run_cli(main: Callable[[], None]) -> None:

@@ -6,16 +6,13 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from esgar.log import configure
-from flows.cli import run_cli
+from flows.cli import flow_command, run_cli
 from flows.relabel import relabel_round
-from flows.retrain import preflight, retrain
+from flows.retrain import retrain
 
 __all__ = ["loop"]
 
@@ -32,15 +29,7 @@ def loop(repo: str = ".", params: str = "params.yaml") -> dict[str, Any]:
     return {"retrain": decided, "relabel_round": sent}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", default=".")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    configure(handler=False)  # Prefect's handler prints them
-    preflight(args.repo, args.params)
-    print(json.dumps(loop(args.repo, args.params), indent=2, default=str))
+main = flow_command(loop, __doc__)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ annotators.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
 from typing import Any
 
@@ -16,10 +14,9 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from esgar.log import configure
-from flows.cli import run_cli
+from flows.cli import flow_command, run_cli
 from flows.report import labelstudio_link
-from flows.retrain import check_services, preflight
+from flows.retrain import check_services
 from flows.stages import dvc_repro, in_repo, read_json
 from pipeline.params import LabelStudioParams, load
 from pipeline.push import PushParams
@@ -73,15 +70,7 @@ def relabel_round(repo: str = ".", params: str = "params.yaml") -> dict[str, Any
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", default=".")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    configure(handler=False)  # Prefect's handler prints them
-    preflight(args.repo, args.params)
-    print(json.dumps(relabel_round(args.repo, args.params), indent=2, default=str))
+main = flow_command(relabel_round, __doc__)
 
 
 if __name__ == "__main__":

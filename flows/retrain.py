@@ -7,8 +7,6 @@ evaluated model and let the policy decide whether it becomes the champion.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +16,15 @@ from prefect.artifacts import create_markdown_artifact
 from esgar import compare
 from esgar.data.table import load_table
 from esgar.device import resolve_device
-from esgar.integrations import labelstudio as ls
 from esgar.integrations import tracking
-from esgar.log import configure
 from esgar.models.factory import MODEL_FILE
 from esgar.promotion import describe, register_and_decide
-from flows.cli import run_cli
+from flows.cli import flow_command, preflight, run_cli
 from flows.report import labelstudio_link, mlflow_model_link, mlflow_run_link
 from flows.settings import load_settings
 from flows.stages import StageFailed, dvc_repro, in_repo, read_json
 
-__all__ = ["check_services", "preflight", "register_model", "retrain"]
-
-
-def preflight(repo: str, params: str) -> None:
-    """Settings and services before any heavy work: params.yaml's sections, the tracking store
-    (bounded), and Label Studio when one is configured. Raises the first problem found."""
-    with in_repo(repo):
-        load_settings(params)
-        tracking.check_tracking()
-        settings = ls.Settings.from_env()
-        if settings is not None:
-            ls.check_server(settings)
+__all__ = ["check_services", "register_model", "retrain"]
 
 
 check_services = task(preflight, name="check_services", log_prints=True)
@@ -112,15 +97,7 @@ def retrain(repo: str = ".", params: str = "params.yaml") -> dict[str, Any]:
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", default=".")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    configure(handler=False)  # Prefect's handler prints them
-    preflight(args.repo, args.params)  # a mistake costs seconds, not a flow run's start
-    print(json.dumps(retrain(args.repo, args.params), indent=2))
+main = flow_command(retrain, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from esgar.data.table import load_table
@@ -46,7 +47,7 @@ def val_mean_bacc(repo: Path, model_dir: Path) -> float:
     """Mean balanced accuracy on the current validation split, by scikit-learn."""
     net, _ = load_trained(model_dir)
     s = score_split(net, load_table(repo / "data/prepared/samples.parquet"), "val",
-                    repo / "data/masks", 32, __import__("torch").device("cpu"))
+                    repo / "data/masks", 32, torch.device("cpu"))
     return float(np.mean([balanced_accuracy_score(s.truth[:, j], s.pred[:, j])
                           for j in range(s.truth.shape[1])]))
 
