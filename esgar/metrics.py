@@ -197,6 +197,17 @@ def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, f
     return float(lo), float(hi)
 
 
+HEADLINE = ("mean_bacc", "mean_macro_f1", "mean_minority_recall")
+
+
+def headline(metrics: Mapping[str, float], attributes: Sequence[str] = schema.ATTRIBUTE_NAMES
+             ) -> tuple[dict[str, float], dict[str, float]]:
+    """The few numbers of one split's `evaluate` result a person reads first: the means
+    `HEADLINE`, and each attribute's balanced accuracy (`bacc/<a>`), without intervals."""
+    return ({k: metrics[k] for k in HEADLINE},
+            {f"bacc/{a}": metrics[f"bacc/{a}"] for a in attributes})
+
+
 def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
              y_pred: np.ndarray | Mapping[str, np.ndarray],
              attributes: Sequence[str] = schema.ATTRIBUTE_NAMES, n_resamples: int = 1000,

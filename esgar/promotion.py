@@ -1,7 +1,7 @@
 """Register a trained model and decide, by the policy, whether it becomes the champion.
 
     outcome = register_and_decide(name, train_run_id, table, "data/masks", policy,
-                                  metrics=json.load(open("metrics/evaluate.json")), tags=...)
+                                  metrics=json.load(open("reports/evaluate.json")), tags=...)
     outcome.decision.reason, outcome.version, outcome.champion_before
 
 Both the new version and the champion are downloaded from the registry and scored by the same
@@ -26,6 +26,7 @@ import torch
 
 from esgar.errors import EsgarError
 from esgar.integrations import registry as reg
+from esgar.metrics import HEADLINE
 from esgar.models.factory import load_trained
 from esgar.registry import Comparison, Decision, Policy, compare, decide
 from esgar.scoring import score_split
@@ -33,7 +34,6 @@ from esgar.scoring import score_split
 __all__ = ["Outcome", "headline_tags", "register_and_decide"]
 
 _log = logging.getLogger(__name__)
-HEADLINE = ("mean_bacc", "mean_macro_f1", "mean_minority_recall")
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ class Outcome:
 
 
 def headline_tags(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
-    """Tags of the evaluate stage's metrics ({split: metrics}): per split the headline means
-    with their intervals and each attribute's balanced accuracy."""
+    """Tags of the evaluate stage's report ({split: metrics}, `evaluate.report`): per split the
+    headline means with their intervals and each attribute's balanced accuracy."""
     out = {}
     for split, m in metrics.items():
         for key, value in m.items():

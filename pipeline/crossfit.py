@@ -4,8 +4,9 @@ K models (`crossfit.folds`), each trained on the other folds with the configured
 head, cheaper than the main model (`crossfit.epochs`, `crossfit.img_size`), score the fold they
 did not see (see `esgar.active.crossfit`). The test split is scored only with
 `crossfit.score_test: true`. Outputs: `crossfit.out/probs.parquet` (sample_id, split, fold, per
-attribute the current label and `<a>_prob`), out-of-fold balanced accuracy as DVC metrics; the
-folds' checkpoints stay in `crossfit.work`, so an interrupted fold resumes.
+attribute the current label and `<a>_prob`), the out-of-fold mean balanced accuracy as DVC
+metrics (`crossfit.metrics`), each attribute's too in `crossfit.report`; the folds' checkpoints
+stay in `crossfit.work`, so an interrupted fold resumes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class CrossfitParams(Section):
     work: Path
     out: Path
     metrics: Path
+    report: Path
 
 
 def main() -> None:
@@ -73,7 +75,8 @@ def main() -> None:
                                               for a in schema.ATTRIBUTE_NAMES]))
     with building_dir(cp.out, OWNER) as tmp:
         probs.to_parquet(tmp / "probs.parquet", index=False)
-    write_json(cp.metrics, metrics)
+    write_json(cp.report, metrics)
+    write_json(cp.metrics, {k: metrics[k] for k in ("samples", "folds", "oof/mean_bacc")})
     log.info("%d sketches scored out of sample by %d folds; out-of-fold mean balanced acc %.4f",
              len(probs), cp.folds, metrics["oof/mean_bacc"])
 

@@ -1,9 +1,13 @@
 """DVC stage `evaluate`: the trained model on val and test, balanced metrics first.
 
-Outputs: `metrics/evaluate.json` ({split: metrics}, see `esgar.metrics.evaluate`), confusion
-matrices and attention maps as PNGs under `plots/evaluate/`, the same confusion matrices as
-DVC plots (`plots/confusion/<split>_<attribute>.csv`: actual and predicted class names, one row
-per sample, drawn by `dvc plots show` with its confusion template), and per-sample predictions
+Outputs: the headline as DVC metrics, small enough to read in a terminal: `evaluate.metrics`
+({split: mean balanced accuracy, mean macro-F1, mean minority-class recall}) and
+`evaluate.bacc/<split>.json` (each attribute's balanced accuracy); every metric with its 95 %
+interval in the report `evaluate.report` ({split: metrics}, see `esgar.metrics.evaluate`) and in
+MLflow (`<split>/<key>`, e.g. `val/bacc/hair_ci_low`); confusion matrices and attention maps as
+PNGs under `plots/evaluate/`, the same confusion matrices as DVC plots
+(`plots/confusion/<split>_<attribute>.csv`: actual and predicted class names, one row per
+sample, drawn by `dvc plots show` with its confusion template), and per-sample predictions
 (`evaluate.predictions`, parquet: sample_id, split, and per attribute the label, the prediction
 and the predicted class probabilities). Logged to MLflow as a run tagged with the train run.
 """
@@ -22,7 +26,7 @@ from esgar.data.table import load_table
 from esgar.device import resolve_device
 from esgar.integrations import tracking
 from esgar.io import write_json, write_text, write_with
-from esgar.metrics import confusion_matrix, evaluate
+from esgar.metrics import confusion_matrix, evaluate, headline
 from esgar.models.factory import AttributeModel, load_trained
 from esgar.predict import attention_batch, predictions_frame
 from esgar.scoring import score_split
@@ -81,7 +85,11 @@ def main() -> None:
         attention_plot(net, ds, ep.attention_samples, ep.plots / f"attention_{split}.png", split)
     predictions = pd.concat(frames, ignore_index=True)
     write_with(ep.predictions, lambda tmp: predictions.to_parquet(tmp, index=False))
-    write_json(ep.metrics, results)
+    write_json(ep.report, results)
+    heads = {split: headline(m, attrs) for split, m in results.items()}
+    write_json(ep.metrics, {split: means for split, (means, _) in heads.items()})
+    for split, (_, bacc) in heads.items():
+        write_json(ep.bacc / f"{split}.json", bacc)
 
     tags = {"stage": "evaluate", "train_run_id": info.get("mlflow_run_id", ""),
             "head": mp.head, "backbone": mp.backbone,

@@ -1,7 +1,9 @@
 """DVC stage `masks`: region masks for every sample, by face parsing or by import.
 
 Outputs: the mask store (`masks.out`, format in `esgar.masks.store`; built beside and swapped in
-whole), the quality report as DVC metrics, and a contact sheet of mask overlays per split.
+whole), as DVC metrics over all samples the share of empty masks per region
+(`masks.metrics/empty.json`) and of those that fell back (`fell_back.json`), the quality per
+split and region in `masks.report`, and a contact sheet of mask overlays per split.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from esgar.masks.build import (
 from esgar.masks.grids import RULES
 from esgar.masks.labels import LABEL_ORDERS
 from esgar.masks.parsers import PARSERS, PRECISIONS
-from esgar.masks.quality import contact_sheet, quality_report
+from esgar.masks.quality import contact_sheet, quality_report, shares
 from esgar.masks.regions import check_regions
 from pipeline.common import run_stage, stage_args
 from pipeline.params import Positive, Section, Share, load, one_of
@@ -76,7 +78,8 @@ class MasksParams(Section):
     tiny_threshold: Share
     contact_sheet: ContactSheetParams
     out: Path
-    metrics: Path
+    metrics: Path  # a folder: empty.json, fell_back.json
+    report: Path
     plots: Path
 
     @model_validator(mode="after")
@@ -114,8 +117,10 @@ def main() -> None:
     index = build_store(p.out, table, source, p.regions, fallback, p.grids, p.grid_rule,
                         p.grid_image_size, {**meta, "empty_policy": p.empty_policy},
                         desc=f"masks ({kind})")
-    write_json(p.metrics, {"samples": len(index), "missing_masks": len(problems),
-                           "quality": quality_report(index, names, p.tiny_threshold)})
+    write_json(p.report, {"samples": len(index), "missing_masks": len(problems),
+                          "quality": quality_report(index, names, p.tiny_threshold)})
+    for what, share in shares(index, names).items():
+        write_json(p.metrics / f"{what}.json", share)
     write_sheets(table, p)
     for msg in problems[:20]:
         log.warning("%s", msg)

@@ -73,11 +73,13 @@ class TrainParams(TrainConfig):
     resume: bool
     out: Path
     metrics: Path
+    report: Path
     history: Path
 
     def config(self) -> TrainConfig:
         """The library's part: how to train, without where to write."""
-        return TrainConfig(**self.model_dump(exclude={"resume", "out", "metrics", "history"}))
+        return TrainConfig(**self.model_dump(
+            exclude={"resume", "out", "metrics", "report", "history"}))
 
 
 class EvaluateParams(Section):
@@ -86,6 +88,8 @@ class EvaluateParams(Section):
     seed: int
     attention_samples: Annotated[int, Field(ge=0)]
     metrics: Path
+    bacc: Path
+    report: Path
     predictions: Path
     plots: Path
     confusion: Path

@@ -1,7 +1,8 @@
 """DVC stage `prepare`: FS2K-layout folder -> validated sample table with splits.
 
-Outputs: the table (parquet), the full problem report (JSON), class counts per split as DVC
-metrics, and a class-distribution plot.
+Outputs: the table (parquet), the full problem report (JSON), the sample counts per split as DVC
+metrics (`prepare.metrics`), those with the class counts per split and the problems' summary in
+`prepare.report`, and a class-distribution plot.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class PrepareParams(Section):
     relabels: Path
     out: Path
     metrics: Path
+    report: Path
     plot: Path
 
 
@@ -61,13 +63,13 @@ def main() -> None:
     write_with(p.out / "samples.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     write_json(p.out / "report.json", {**report.to_dict(), "relabel_warnings": relabel_warnings})
     n = table["split"].value_counts().reindex(list(SPLITS), fill_value=0)
-    write_json(p.metrics, {
+    headline = {
         "dataset": source["dataset"],
         "samples": {s: int(c) for s, c in n.items()},
         "relabeled": int(sum((table[f"{a}_source"] == "relabel").sum() for a in ATTRIBUTE_NAMES)),
-        "problems": report.summary(),
-        "class_counts": counts,
-    })
+    }
+    write_json(p.report, {**headline, "problems": report.summary(), "class_counts": counts})
+    write_json(p.metrics, headline)
     plot_class_distribution(counts, p.plot,
                             title=f"class counts per split ({source['dataset']} FS2K)")
     log.info("%d samples (train %d, val %d, test %d), %d dropped, %d warning(s) -> %s",

@@ -7,7 +7,8 @@ the suspect labels, the rest to the most suspect, then to the least certain (see
 `esgar.active.selection`). A sample x attribute already decided by a human (in the relabel
 snapshot) is never asked again. Outputs: the manifest (`select.out/manifest.parquet`: one row
 per sketch x attribute in question, with the task's rank, the reason, both scores, the model's
-guess and the current label, as class names) and a summary as DVC metrics.
+guess and the current label, as class names), the counts as DVC metrics (`select.metrics`), and
+those with the questions per attribute and per class in `select.report`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class SelectParams(Section):
     uncertainty: Annotated[str, one_of(*UNCERTAINTIES)]
     out: Path
     metrics: Path
+    report: Path
 
 
 def budget_count(budget: float, n: int) -> int:
@@ -89,11 +91,13 @@ def main() -> None:
     with building_dir(p.out, OWNER) as tmp:
         table.to_parquet(tmp / "manifest.parquet", index=False)
     per_class = Counter(zip(table["attribute"], table["label"], strict=True))
-    write_json(p.metrics, {
-        "tasks": len(tasks), "budget": budget, "questions": len(table),
-        "suspect": int((table["reason"] == "suspect").sum()),
+    counts = {"tasks": len(tasks), "budget": budget, "questions": len(table),
+              "suspect": int((table["reason"] == "suspect").sum())}
+    write_json(p.report, {
+        **counts,
         "per_attribute": {a: int((table["attribute"] == a).sum()) for a in schema.ATTRIBUTE_NAMES},
         "per_class": {f"{a}/{c}": n for (a, c), n in sorted(per_class.items())}})
+    write_json(p.metrics, counts)
     log.info("%d tasks (budget %d of %d sketches), %d questions, %d suspect labels -> %s",
              len(tasks), budget, len(rows), len(table), (table["reason"] == "suspect").sum(),
              p.out)

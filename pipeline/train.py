@@ -1,8 +1,9 @@
 """DVC stage `train`: the model named in params.yaml on the train split, chosen on val.
 
-Outputs: `train.out/` (best.pt, last.pt, model.json: how to rebuild the network and which
-MLflow run holds it), `metrics/train.json` (best epoch and its validation scores) and the
-per-epoch curves `plots/train/history.csv`. The run, its curves and the model go to MLflow.
+Outputs: `train.out/` (best.pt, last.pt, model.json: how to rebuild the network and which MLflow
+run holds it), `train.metrics` (DVC metrics: the best epoch and the epochs run), `train.report`
+(that and the best epoch's validation scores) and the per-epoch curves
+`plots/train/history.csv`. The run, its curves and the model go to MLflow.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
 from esgar.integrations import tracking
 from esgar.io import claim_dir, write_json, write_with
-from esgar.masks.store import read_meta, region_names
+from esgar.masks.store import mask_recipe, region_names
 from esgar.models.factory import MODEL_FILE, check_model_regions, create_model, save_trained
 from esgar.training import BEST, LAST, seed_everything, train
 from pipeline.common import run_stage, stage_args
@@ -46,16 +47,15 @@ def main() -> None:
             for split in ("train", "val")}
     tags = {"stage": "train", "head": mp.head, "backbone": mp.backbone,
             **tracking.data_version([str(mp.table), str(mp.masks)])}
+    recipe = mask_recipe(mp.masks)  # how new sketches' masks must be made (esgar predict)
     logged = {"model": mp.model_dump(mode="json", by_alias=True),
-              "train": tp.model_dump(mode="json"), "mask_store": read_meta(mp.masks)}
+              "train": tp.model_dump(mode="json"), "mask_store": recipe}
     with tracking.run(f"train-{mp.head}-{mp.backbone}", logged, tags) as active:
         result = train(net, data["train"], data["val"], tp.config(), tp.out,
                        resume=tp.resume, on_epoch=lambda e, m: tracking.log_metrics(m, step=e))
         net.load_state_dict(torch.load(tp.out / BEST, map_location="cpu", weights_only=True))
         net.cpu()
-        example = next(iter(torch.utils.data.DataLoader(data["val"], batch_size=2)))
-        tracking.log_model(net, {"image": example["image"].numpy(),
-                                 "grids": example["grids"].numpy()})
+        tracking.log_model(net, recipe)
         best = result.history[result.best_epoch - 1]
         summary = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                    "stopped_early": result.stopped_early,
@@ -65,8 +65,10 @@ def main() -> None:
         write_with(tp.history, lambda tmp: history.to_csv(tmp, index=False))
         tracking.log_artifact(tp.history, "plots")
         run_id = active.info.run_id
-    save_trained(tp.out, net, BEST, mlflow_run_id=run_id, tracking_uri=tracking.tracking_uri())
-    write_json(tp.metrics, summary)
+    save_trained(tp.out, net, BEST, mlflow_run_id=run_id, tracking_uri=tracking.tracking_uri(),
+                 masks=recipe)
+    write_json(tp.report, summary)
+    write_json(tp.metrics, {k: summary[k] for k in ("best_epoch", "epochs_run")})
     log.info("best epoch %d, val mean balanced accuracy %.4f (MLflow run %s)",
              result.best_epoch, result.best_score, run_id)
 

@@ -32,6 +32,13 @@ def quality_report(index: pd.DataFrame, regions: Sequence[str], tiny: float) -> 
     return out
 
 
+def shares(index: pd.DataFrame, regions: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Over all samples of the store's index: {"empty": {region: share of raw masks that are
+    empty}, "fell_back": {region: share that fell back to a wider region}}."""
+    return {"empty": {r: round(float((index[f"area_{r}"] == 0).mean()), 4) for r in regions},
+            "fell_back": {r: round(float(index[f"fell_back_{r}"].mean()), 4) for r in regions}}
+
+
 def overlay(sketch: Image.Image, masks: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """Region masks (bool [R,H,W]) as translucent colours over a sketch; later regions on top."""
     base = np.asarray(sketch.convert("RGB"), dtype=np.float32)
