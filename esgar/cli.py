@@ -49,6 +49,45 @@ def _compare(args: argparse.Namespace) -> None:
         compare.plot(entries, args.plot, args.split)
 
 
+def _predict(args: argparse.Namespace) -> int:
+    """`esgar predict`: 0 when every sketch got its attributes, 1 when some could not."""
+    import tempfile
+
+    from esgar import inference
+
+    if args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
+        raise EsgarError(f"--out {args.out}: write .csv or .json")
+    options = inference.MaskOptions(
+        masks_dir=args.masks, masks_format=args.masks_format, label_order=args.label_order,
+        parser=args.parser, parser_weights=args.parser_weights, parse_input=args.parse_input)
+    options.check()
+    table, failures = inference.collect(args.paths, args.photos)
+    if table.empty:
+        for path, why in failures.items():
+            print(f"esgar: {path}: {why}", file=sys.stderr)
+        raise EsgarError("no sketch to predict")
+    with tempfile.TemporaryDirectory(prefix="esgar-model-") as work:
+        predictor = inference.load_predictor(args.model, work, args.device)
+        result = inference.predict(predictor, table, options, args.batch_size, args.explain,
+                                   args.explain_method, failures)
+    if args.out is not None:
+        if args.out.suffix.lower() == ".csv":
+            write_text(args.out, result.frame().to_csv(index=False))
+        else:
+            write_text(args.out, json.dumps(result.records(), indent=1) + "\n")
+    for rec in result.records():
+        if "error" in rec:
+            print(f"esgar: {rec['sketch']}: {rec['error']}", file=sys.stderr)
+        else:
+            print(f"{rec['sketch']}: " + ", ".join(
+                f"{a}={v['class']} ({v['probability']:.2f})" for a, v in rec["attributes"].items()))
+    print(f"{len(result.rows)} predicted, {len(result.failures)} failed"
+          + (f"; written to {args.out}" if args.out else "")
+          + (f"; evidence maps in {args.explain}" if args.explain and len(result.rows) else ""),
+          file=sys.stderr)
+    return 1 if result.failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="esgar", description=__doc__)
     parser.add_argument("--version", action="version", version=f"esgar {__version__}")
@@ -82,6 +121,35 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--markdown", type=Path, help="also write the table as markdown here")
     cmp.add_argument("--plot", type=Path, help="also draw the balanced accuracies as a PNG")
 
+    pred = sub.add_parser(
+        "predict", help="attributes of new sketches, with evidence maps",
+        description="Class names and probabilities per attribute for sketch files or folders. "
+                    "Masks are read from --masks, or parsed by facexlib from each sketch's "
+                    "photo (--photos, matched by file stem) or from the sketch itself, then "
+                    "turned into the model's regions as the masks stage does.")
+    pred.add_argument("paths", nargs="+", type=Path, help="sketch files or folders")
+    pred.add_argument("--model", required=True,
+                      help="a trained-model folder (models/esgar), models:/NAME@ALIAS, "
+                           "models:/NAME/VERSION, or a train run id")
+    pred.add_argument("--out", type=Path, help="write the predictions here (.csv or .json)")
+    pred.add_argument("--photos", type=Path, help="folder of the sketches' photos, by stem")
+    pred.add_argument("--masks", type=Path, help="folder of ready masks, by stem (no parsing)")
+    pred.add_argument("--masks-format", default="label_maps",
+                      help="label_maps (<stem>.png) or region_folders (seg_<region>/<stem>.png)")
+    pred.add_argument("--label-order", help="the label maps' class order (default: the one "
+                                            "the model's training masks had)")
+    pred.add_argument("--parser", help="facexlib parser: bisenet or parsenet (default: the "
+                                       "model's, else bisenet)")
+    pred.add_argument("--parser-weights", type=Path,
+                      help="folder holding the parser's weights file (default: facexlib's)")
+    pred.add_argument("--parse-input", default="auto",
+                      help="auto (the photo when there is one, else the sketch), photo, sketch")
+    pred.add_argument("--explain", type=Path, help="write evidence maps per sketch here")
+    pred.add_argument("--explain-method", default="auto",
+                      help="auto (the head's attention, else Grad-CAM), attention, gradcam")
+    pred.add_argument("--batch-size", type=int, default=16)
+    pred.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+
     args = parser.parse_args(argv)
     configure(quiet=args.quiet)
     try:
@@ -95,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(summary, indent=2))
         elif args.command == "compare":
             _compare(args)
+        elif args.command == "predict":
+            return _predict(args)
     except EsgarError as e:
         print(f"esgar: error: {e}", file=sys.stderr)
         return 1

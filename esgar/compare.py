@@ -12,7 +12,6 @@ rarest class's), with their bootstrap intervals.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ __all__ = ["Entry", "gather", "markdown", "plot", "text_table"]
 
 MEASURES = (("bacc", "balanced acc"), ("macro_f1", "macro-F1"),
             ("minority_recall", "minority-class recall"))
-_VERSION = re.compile(r"^(?:models:/)?(?P<name>[^/@\s]+)(?:/(?P<version>\d+)|@(?P<alias>\w+))$")
 
 
 @dataclass
@@ -97,17 +95,8 @@ def gather(refs: Sequence[str], split: str = "val", c=None) -> list[Entry]:
     c = c or reg.client()
     out = []
     for ref in refs:
-        m = _VERSION.match(ref.strip())
-        if m and (m["version"] or m["alias"]):
-            version = m["version"]
-            if m["alias"]:
-                mv = reg.get_alias(c, m["name"], m["alias"])
-                if mv is None:
-                    raise EsgarError(f"{ref}: model {m['name']} has no alias {m['alias']!r}")
-                version = str(mv.version)
-            out.append(_from_version(c, m["name"], version, split))
-        else:
-            out.append(_from_run(c, ref.strip(), split))
+        found = reg.resolve_ref(c, ref)  # a RegistryError (an EsgarError) names the ref
+        out.append(_from_version(c, *found, split) if found else _from_run(c, ref.strip(), split))
     if not any(e.metrics for e in out):
         raise EsgarError(f"none of {', '.join(refs)} has {split!r} metrics of an evaluate run")
     return out

@@ -15,6 +15,7 @@ from sklearn.metrics import balanced_accuracy_score
 from esgar.data.table import load_table
 from esgar.integrations import registry as reg
 from esgar.integrations import tracking
+from esgar.masks.store import mask_recipe
 from esgar.models.factory import load_trained
 from esgar.promotion import register_and_decide
 from esgar.registry import Policy
@@ -36,10 +37,8 @@ def log_blank_model(repo: Path) -> str:
     net, _ = load_trained(repo / "models/esgar")
     for p in net.head.parameters():
         p.data.zero_()
-    example = {"image": np.random.rand(2, 3, 64, 64).astype(np.float32),
-               "grids": np.random.rand(2, len(net.region_names), 2, 2).astype(np.float32)}
     with tracking.run("blank", {}, {"stage": "test"}) as active:
-        tracking.log_model(net, example)
+        tracking.log_model(net, mask_recipe(repo / "data/masks"))
     return active.info.run_id
 
 
@@ -55,7 +54,7 @@ def val_mean_bacc(repo: Path, model_dir: Path) -> float:
 def test_registry_decides_by_the_policy(repo, monkeypatch, tmp_path):
     monkeypatch.chdir(repo)
     table = load_table("data/prepared/samples.parquet")
-    metrics = json.loads(Path("metrics/evaluate.json").read_text())
+    metrics = json.loads(Path("reports/evaluate.json").read_text())
 
     def decide(run_id):
         return register_and_decide("t-decide", run_id, table, "data/masks", POLICY, metrics,
@@ -151,7 +150,7 @@ def test_retrain_flow_registers_decides_and_leaves_an_artifact(repo, monkeypatch
 def test_esgar_compare_shows_versions_with_the_decision(repo, tmp_path, monkeypatch):
     monkeypatch.chdir(repo)
     table = load_table("data/prepared/samples.parquet")
-    metrics = json.loads(Path("metrics/evaluate.json").read_text())
+    metrics = json.loads(Path("reports/evaluate.json").read_text())
     register_and_decide("t-compare", trained_run(repo), table, "data/masks", POLICY, metrics, {})
     register_and_decide("t-compare", log_blank_model(repo), table, "data/masks", POLICY, {}, {})
     md, png = tmp_path / "cmp.md", tmp_path / "cmp.png"

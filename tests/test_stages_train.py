@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -29,9 +29,9 @@ def test_repro_trains_evaluates_and_logs_to_mlflow(repo_copy, tmp_path, monkeypa
     first = run(["dvc", "repro", "evaluate"], repo_copy)
     assert ran_stages(first) == ["pull", "download", "prepare", "masks", "train", "evaluate"]
 
-    metrics = json.loads((repo_copy / "metrics/evaluate.json").read_text())
-    assert set(metrics) == {"val", "test"}
-    m = metrics["test"]
+    report = json.loads((repo_copy / "reports/evaluate.json").read_text())
+    assert set(report) == {"val", "test"}
+    m = report["test"]
     assert 0 <= m["mean_bacc_ci_low"] <= m["mean_bacc"] <= m["mean_bacc_ci_high"] <= 1
     assert "paper_mean_acc_6attr" in m and "recall/earring/with_earring" in m
     plots = repo_copy / "plots/evaluate"
@@ -53,18 +53,29 @@ def test_repro_trains_evaluates_and_logs_to_mlflow(repo_copy, tmp_path, monkeypa
     assert [p.step for p in curve] == [1, 2]
     assert evaluate.data.tags["train_run_id"] == train.info.run_id
     assert evaluate.data.metrics["test/mean_bacc"] == pytest.approx(m["mean_bacc"])
+    # MLflow holds every number of the report; DVC's metrics are its headline
+    assert evaluate.data.metrics == pytest.approx(
+        {f"{split}/{k}": v for split, ms in report.items() for k, v in ms.items()})
+    headline = json.loads((repo_copy / "metrics/evaluate.json").read_text())
+    assert headline["test"] == {k: m[k] for k in ("mean_bacc", "mean_macro_f1",
+                                                  "mean_minority_recall")}
+    bacc = json.loads((repo_copy / "metrics/bacc/test.json").read_text())
+    assert bacc == {k: v for k, v in m.items() if k.startswith("bacc/") and "_ci_" not in k}
     artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
     assert "plots/confusion_test_smile.png" in artifacts
 
-    # the logged model loads and predicts for any batch size
+    # the logged model takes sketches as base64 image bytes (tests/test_serve.py serves it)
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"runs:/{train.info.run_id}/model")
-    for batch in (1, 3):
-        x = {"image": np.random.rand(batch, 3, 64, 64).astype(np.float32),
-             "grids": np.random.rand(batch, 10, 2, 2).astype(np.float32)}
-        out = model.predict(x)
-        assert out["hair_color"].shape == (batch, 5)
-        assert np.allclose(out["style"].sum(1), 1, atol=1e-5)
+    sketch = repo_copy / "data/fs2k/FS2K/sketch/sketch1/sketch0001.jpg"
+    label_map = repo_copy / "data/fs2k/parsing/bisenet/photo1/image0001.png"
+    b64 = [base64.b64encode(f.read_bytes()).decode() for f in (sketch, label_map)]
+    out = model.predict(pd.DataFrame({"sketch": [b64[0], "bm90IGFuIGltYWdl"],
+                                      "masks": [b64[1], b64[1]]}))
+    assert list(out["sketch"]) == ["0", "1"]
+    assert out["error"][0] == "" and "cannot read the image" in out["error"][1]
+    assert out["hair_color"][0] in ("brown", "black", "red", "no_hair", "golden")
+    assert out.filter(like="style.").iloc[0].sum() == pytest.approx(1, abs=1e-5)
 
     assert ran_stages(run(["dvc", "repro", "evaluate"], repo_copy)) == ["pull"]
     for head in ("lsa", "ssp_ssg", "global"):  # any head named in params.yaml

@@ -13,6 +13,7 @@ Aliases replace MLflow's deprecated stages: `champion` is the model in use,
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,14 @@ from esgar.errors import EsgarError
 from esgar.integrations import tracking  # sets MLflow's bounded HTTP defaults on import
 
 __all__ = ["CHAMPION", "CHALLENGER", "ModelVersion", "RegistryError", "client",
-           "download_model_dir", "evaluate_run_of", "get_alias", "get_version", "list_versions",
-           "register", "run_metrics", "set_alias", "set_tags", "version_of_run"]
+           "download_model_dir", "download_run_model_dir", "evaluate_run_of", "get_alias",
+           "get_version", "list_versions", "parse_ref", "register", "resolve_ref", "run_metrics",
+           "set_alias", "set_tags", "version_of_run"]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"  # the train stage logs its pyfunc under this name
+_REF = re.compile(r"^(?:models:/)?(?P<name>[^/@\s]+)(?:/(?P<version>\d+)|@(?P<alias>\w+))$")
 _log = logging.getLogger(__name__)
 
 
@@ -162,6 +165,43 @@ def set_tags(c: MlflowClient, name: str, version: str | int, tags: Mapping[str, 
         c.set_model_version_tag(name, str(version), key, str(value)[:5000])
 
 
+def parse_ref(ref: str) -> tuple[str, str, str] | None:
+    """`NAME/VERSION`, `NAME@ALIAS`, `models:/NAME/VERSION` or `models:/NAME@ALIAS` ->
+    (name, version, alias), one of the last two empty; None for anything else (a run id)."""
+    m = _REF.match(ref.strip())
+    return (m["name"], m["version"] or "", m["alias"] or "") if m else None
+
+
+def resolve_ref(c: MlflowClient, ref: str) -> tuple[str, str] | None:
+    """(name, version) of a registry reference (see `parse_ref`; an alias is looked up), None
+    when `ref` is not one."""
+    parsed = parse_ref(ref)
+    if parsed is None:
+        return None
+    name, version, alias = parsed
+    if alias:
+        mv = get_alias(c, name, alias)
+        if mv is None:
+            raise RegistryError(f"{ref}: model {name} has no alias {alias!r} in "
+                                f"{mlflow.get_tracking_uri()}")
+        version = str(mv.version)
+    return name, version
+
+
+def _model_dir_in(root: Path, what: str) -> Path:
+    """The trained-model folder inside a downloaded pyfunc model at `root`."""
+    try:
+        conf = yaml.safe_load((root / "MLmodel").read_text())
+        rel = conf["flavors"]["python_function"]["artifacts"]["model_dir"]["path"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as e:
+        raise RegistryError(f"{what} is not an esgar model (its MLmodel names no model_dir "
+                            f"artifact: {e})") from None
+    model_dir = root / rel
+    if not (model_dir / "model.json").is_file():
+        raise RegistryError(f"{what}: {rel} holds no model.json")
+    return model_dir
+
+
 def download_model_dir(c: MlflowClient, name: str, version: str | int, dst: str | Path
                        ) -> Path:
     """The trained-model folder (`model.json` + weights, what `load_trained` reads) inside
@@ -169,16 +209,25 @@ def download_model_dir(c: MlflowClient, name: str, version: str | int, dst: str 
     mv = get_version(c, name, version)
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
                                                     dst_path=str(dst)))
+    return _model_dir_in(root, f"{name} version {mv.version}")
+
+
+def download_run_model_dir(c: MlflowClient, run_id: str, dst: str | Path) -> Path:
+    """The trained-model folder of the model a train run logged, downloaded under `dst`."""
     try:
-        conf = yaml.safe_load((root / "MLmodel").read_text())
-        rel = conf["flavors"]["python_function"]["artifacts"]["model_dir"]["path"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as e:
-        raise RegistryError(f"{name} version {mv.version} is not an esgar model (its MLmodel "
-                            f"names no model_dir artifact: {e})") from None
-    model_dir = root / rel
-    if not (model_dir / "model.json").is_file():
-        raise RegistryError(f"{name} version {mv.version}: {rel} holds no model.json")
-    return model_dir
+        uri = _model_uri(c, run_id)
+    except MlflowException as e:
+        if _missing(e) or e.error_code == "INVALID_PARAMETER_VALUE":
+            raise RegistryError(f"{run_id!r} is neither a registry reference (NAME/VERSION, "
+                                f"NAME@ALIAS) nor a run in {mlflow.get_tracking_uri()}"
+                                ) from None
+        raise
+    try:
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except MlflowException as e:
+        raise RegistryError(f"run {run_id} has no logged model ({' '.join(str(e).split())[:200]})"
+                            ) from None
+    return _model_dir_in(root, f"the model of run {run_id}")
 
 
 def run_metrics(c: MlflowClient, run_id: str) -> dict[str, float]:

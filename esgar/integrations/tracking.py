@@ -7,8 +7,8 @@ with bounded timeouts and raises `TrackingUnavailable` (one line: URI, what fail
 `run()` calls it first, and stages call it before any heavy work. Every later MLflow HTTP call is
 bounded too: importing this module sets defaults (which the environment may override) for
 MLflow's request timeout and retries, see `HTTP_DEFAULTS`. The model is logged as a pyfunc
-that takes named tensors `{"image": float32 [B,3,S,S], "grids": float32 [B,R,gh,gw]}` and
-returns `{attribute: class probabilities [B,C]}` for any batch size.
+that takes what a user has, sketches (and optionally photos or masks) as base64 image bytes,
+and returns each attribute's class name and probabilities (`esgar.inference.serve_frame`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-import numpy as np
 import requests
 import yaml
 
@@ -47,7 +46,6 @@ for _name, _value in HTTP_DEFAULTS.items():
 
 import mlflow  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
 from mlflow.utils.credentials import get_default_host_creds  # noqa: E402
 from mlflow.utils.rest_utils import http_request  # noqa: E402
 
@@ -286,45 +284,47 @@ def log_artifact(path: str | Path, folder: str | None = None) -> None:
 
 
 class _AttributeModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: the trained-model folder (`esgar.models.factory.save_trained`) in, class
-    probabilities per attribute out."""
+    """pyfunc wrapper: what a user has in, attributes out (`esgar.inference.serve_frame`)."""
 
     def load_context(self, context) -> None:
-        from esgar.models.factory import load_trained
+        from esgar.inference import Predictor
 
-        self.net, _ = load_trained(context.artifacts["model_dir"])
+        self.predictor = Predictor.from_dir(context.artifacts["model_dir"])
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow reads them
-        return _probabilities(self.net, model_input)
+        from esgar.inference import serve_frame
+
+        return serve_frame(self.predictor, model_input)
 
 
-def _probabilities(net, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import torch
+def _signature(attributes: list[str]):
+    """Input: `sketch` (base64 image bytes) and optional `photo` and `masks` (a label-map PNG
+    in the model's label order); output: `esgar.inference.Prediction.frame`'s columns."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
 
-    from esgar.predict import probabilities
+    from esgar.inference import result_columns
 
-    net.eval()
-    with torch.inference_mode():
-        logits = net(torch.as_tensor(np.asarray(inputs["image"], np.float32)),
-                     torch.as_tensor(np.asarray(inputs["grids"], np.float32)))
-    return probabilities(logits)
+    inputs = Schema([ColSpec("string", "sketch"), ColSpec("string", "photo", required=False),
+                     ColSpec("string", "masks", required=False)])
+    outputs = Schema([ColSpec("double" if "." in c else "string", c)
+                      for c in [*result_columns(attributes), "fell_back"]])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_model(net, example: dict[str, np.ndarray], name: str = "model",
+def log_model(net, masks: Mapping[str, Any], name: str = "model",
               registered_model_name: str | None = None):
-    """Log `net` (an `AttributeModel`) as a pyfunc; `example` must hold a batch of >= 2 so no
-    batch size is baked in. It is rebuilt from `net.config` (random init) plus its weights.
-    """
+    """Log `net` (an `AttributeModel`) as a pyfunc that takes sketches as base64 image bytes
+    (see `esgar.inference.serve_frame`); `masks`: the recipe of its masks
+    (`esgar.masks.store.mask_recipe`), saved beside it so the served model makes the same.
+    It is rebuilt from `net.config` (random init) plus its weights."""
     from esgar.models.factory import save_trained, save_weights
 
-    if len(example["image"]) < 2:
-        raise ValueError("log_model: give an input example with a batch of at least 2")
     with tempfile.TemporaryDirectory() as tmp:
-        save_trained(tmp, net, save_weights(tmp, net).name)
-        output = _probabilities(net, example)
+        save_trained(tmp, net, save_weights(tmp, net).name, masks=dict(masks))
         return mlflow.pyfunc.log_model(
             name=name, python_model=_AttributeModel(), artifacts={"model_dir": tmp},
-            input_example=example, signature=infer_signature(example, output),
+            signature=_signature(list(net.attributes)),
             registered_model_name=registered_model_name, pip_requirements=_requirements(),
             code_paths=[str(Path(__file__).resolve().parents[1])],  # the esgar package itself
         )
@@ -334,4 +334,5 @@ def _requirements() -> list[str]:
     """The model's runtime packages, pinned to what is installed (skips MLflow's slow guess)."""
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in ("torch", "timm", "numpy", "mlflow")]
+    return [f"{p}=={version(p)}" for p in ("torch", "timm", "numpy", "mlflow", "pandas",
+                                           "opencv-python-headless", "facexlib", "grad-cam")]

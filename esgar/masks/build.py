@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from esgar.io import building_dir
 from esgar.log import progress
@@ -49,11 +50,14 @@ def resolve_source(source: str, import_dir: str | Path) -> str:
 
 
 def parsed_masks(table: pd.DataFrame, parser: str, weights_dir: str | Path | None,
-                 device: str, batch_size: int, precision: str, parse_input: str = "photo"
-                 ) -> Iterator[tuple[int, np.ndarray]]:
+                 device: str, batch_size: int, precision: str, parse_input: str = "photo",
+                 model: nn.Module | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(row, canonical label map uint8 [H,W]) per sample, parsed by facexlib in batches from
-    the `<parse_input>_path` column (photo or sketch)."""
-    model = prepare_for_batches(load_parser(parser, weights_dir or None, device))
+    the `<parse_input>_path` column (photo or sketch). `model`: the parser already loaded by
+    `load_parser` (else it is loaded here from `weights_dir`)."""
+    if model is None:
+        model = load_parser(parser, weights_dir or None, device)
+    model = prepare_for_batches(model)
     column = f"{parse_input}_path"
     for start in range(0, len(table), batch_size):
         images = []
@@ -107,17 +111,18 @@ def _region_masks(got: np.ndarray | None, lut: np.ndarray, n: int, shape: tuple[
 def build_store(out: str | Path, table: pd.DataFrame, source: MaskSource,
                 regions: Mapping[str, Sequence[str]], fallback: Mapping[str, str],
                 grids: Sequence[tuple[int, int]], grid_rule: str, grid_image_size: int,
-                meta: Mapping[str, Any], desc: str = "masks") -> pd.DataFrame:
+                meta: Mapping[str, Any], desc: str | None = "masks") -> pd.DataFrame:
     """Write the mask store for `table` from `source` at `out` (replaced whole) and return its
     index: sample_id, split, path, `area_<region>` (share of pixels before fallback) and
     `fell_back_<region>`. `fallback`: region -> wider region filling it when empty ({}: none).
     `meta`: what made the masks (source, parser...), stored in meta.json with the regions,
-    grids and fallbacks."""
+    grids and fallbacks. `desc`: the progress bar's label (None: no bar)."""
     names = list(regions)
     lut = region_lut(regions)
     rows, grid_arrays = [], {tuple(g): [] for g in grids}
     with building_dir(out, OWNER) as tmp:
-        for i, got in progress(source, total=len(table), desc=desc, unit="img"):
+        for i, got in progress(source, total=len(table), desc=desc, unit="img",
+                                 disable=desc is None):
             row = table.iloc[i]
             masks = _region_masks(got, lut, len(names), (int(row.height), int(row.width)))
             areas = masks.reshape(len(names), -1).mean(1)

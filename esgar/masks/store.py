@@ -27,8 +27,9 @@ from esgar.io import write_json, write_with
 from esgar.masks.importer import MaskError
 from esgar.masks.regions import bits_to_masks, masks_to_bits
 
-__all__ = ["load_grids", "load_index", "load_region_masks", "read_meta", "region_names",
-           "region_png", "write_grids", "write_index", "write_meta", "write_region_masks"]
+__all__ = ["load_grids", "load_index", "load_region_masks", "mask_recipe", "read_meta",
+           "region_names", "region_png", "write_grids", "write_index", "write_meta",
+           "write_region_masks"]
 
 
 def region_png(store: str | Path, sample_id: str) -> Path:
@@ -42,6 +43,12 @@ def write_region_masks(store: str | Path, sample_id: str, masks: np.ndarray) -> 
     img = Image.fromarray(masks_to_bits(masks))
     write_with(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
+
+
+def mask_recipe(store: str | Path) -> dict[str, Any]:
+    """How the store's masks were made, to make the same for new sketches: meta.json without
+    what is particular to its samples (their count, the stored grid sizes)."""
+    return {k: v for k, v in read_meta(store).items() if k not in ("samples", "grids")}
 
 
 def read_meta(store: str | Path) -> dict[str, Any]:
