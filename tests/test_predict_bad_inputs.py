@@ -1,0 +1,152 @@
+"""`esgar predict` against a hostile user: each mistake is one line naming the file or the
+setting, exit status 1, no traceback; a bad file among good ones is reported and the good ones
+are still predicted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from esgar import cli
+from tests.test_predict import split_rows, user_folders
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def inputs(repo, tmp_path) -> tuple[Path, Path, Path]:
+    """(sketches folder, masks folder, model folder) of two test-split sketches."""
+    sketches, masks = user_folders(repo, tmp_path, split_rows(repo, 2))
+    return sketches, masks, repo / "models/esgar"
+
+
+def predict(capsys, *args: str) -> tuple[int, str]:
+    rc = cli.main(["-q", "predict", *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+def one_error(capsys, *args: str) -> str:
+    rc, err = predict(capsys, *args)
+    lines = [line for line in err.splitlines() if line.startswith("esgar: error:")]
+    assert rc == 1 and len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.bad_input(stage="predict", kind="model")
+def test_a_model_that_is_not_there(inputs, tmp_path, capsys):
+    sketches, masks, _ = inputs
+    line = one_error(capsys, str(sketches), "--model", str(tmp_path / "nope"), "--masks",
+                     str(masks))
+    assert "nope: no such model folder" in line and "models:/NAME@ALIAS" in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="model")
+def test_a_model_without_its_mask_recipe(inputs, tmp_path, capsys):
+    sketches, masks, model = inputs
+    old = shutil.copytree(model, tmp_path / "old")
+    info = json.loads((old / "model.json").read_text())
+    del info["masks"]
+    (old / "model.json").write_text(json.dumps(info))
+    line = one_error(capsys, str(sketches), "--model", str(old), "--masks", str(masks))
+    assert "model.json" in line and "no mask recipe" in line and "retrain" in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="model")
+def test_damaged_weights(inputs, tmp_path, capsys):
+    sketches, masks, model = inputs
+    bad = shutil.copytree(model, tmp_path / "bad")
+    (bad / "best.pt").write_bytes(b"garbage")
+    line = one_error(capsys, str(sketches), "--model", str(bad), "--masks", str(masks))
+    assert "best.pt" in line and "not weights" in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="model")
+def test_an_alias_the_registry_does_not_have(inputs, capsys):
+    sketches, masks, _ = inputs
+    line = one_error(capsys, str(sketches), "--model", "models:/esgar-fs2k@nobody", "--masks",
+                     str(masks))
+    assert "no alias 'nobody'" in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="service")
+def test_a_tracking_server_that_never_answers(inputs, silent_url, monkeypatch, capsys):
+    sketches, masks, _ = inputs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", silent_url)
+    line = one_error(capsys, str(sketches), "--model", "models:/esgar-fs2k@champion",
+                     "--masks", str(masks))
+    assert silent_url in line and "no answer within" in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="arguments")
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--out", "pred.txt"], "write .csv or .json"),
+    (["--label-order", "rainbow"], "label order 'rainbow'"),
+    (["--parse-input", "photos"], "parse input 'photos'"),
+    (["--parser", "deeplab"], "parser 'deeplab'"),
+    (["--masks-format", "coco"], "masks format 'coco'"),
+    (["--explain", "ev", "--explain-method", "shap"], "evidence method 'shap'"),
+    (["--batch-size", "0"], "batch size 0"),
+    (["--photos", "no/such/folder"], "no/such/folder: no such photos folder"),
+])
+def test_bad_arguments(inputs, capsys, flags, expected):
+    sketches, masks, model = inputs
+    line = one_error(capsys, str(sketches), "--model", str(model), "--masks", str(masks),
+                     *flags)
+    assert expected in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="masks")
+def test_a_masks_folder_that_is_not_there_or_lacks_regions(inputs, tmp_path, capsys):
+    sketches, _, model = inputs
+    line = one_error(capsys, str(sketches), "--model", str(model), "--masks",
+                     str(tmp_path / "none"))
+    assert "none: no such masks folder" in line
+    folders = tmp_path / "regions"
+    (folders / "seg_hair").mkdir(parents=True)
+    line = one_error(capsys, str(sketches), "--model", str(model), "--masks", str(folders),
+                     "--masks-format", "region_folders")
+    assert "no seg_<region> folder" in line and "earring" in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="files")
+def test_no_sketch_at_all(tmp_path, repo, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty/readme.txt").write_text("no images here")
+    rc, err = predict(capsys, str(tmp_path / "empty"), str(tmp_path / "missing.png"),
+                      "--model", str(repo / "models/esgar"))
+    assert rc == 1 and "no sketch to predict" in err
+    assert "empty: no images in this folder" in err and "missing.png: no such file" in err
+
+
+@pytest.mark.bad_input(stage="predict", kind="files")
+def test_bad_files_are_reported_and_the_rest_predicted(inputs, tmp_path, capsys):
+    sketches, masks, model = inputs
+    good = sorted(sketches.iterdir())
+    odd_mask = sketches / "odd_mask.jpg"  # its label map has another size than the sketch
+    shutil.copy(good[0], odd_mask)
+    Image.fromarray(np.zeros((40, 30), np.uint8)).save(masks / "odd_mask.png")
+    odd_photo = sketches / "odd_photo.jpg"  # its photo has another size
+    shutil.copy(good[0], odd_photo)
+    shutil.copy(masks / f"{good[0].stem}.png", masks / "odd_photo.png")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photos / "odd_photo.png")
+    truncated = sketches / "truncated.jpg"
+    truncated.write_bytes(good[0].read_bytes()[:200])
+    out = tmp_path / "pred.csv"
+    rc, err = predict(capsys, str(sketches), "--model", str(model), "--masks", str(masks),
+                      "--photos", str(photos), "--out", str(out))
+    frame = pd.read_csv(out, keep_default_na=False).set_index("sketch")
+    assert rc == 1 and "2 predicted, 3 failed" in err
+    assert all(frame.loc[str(p), "error"] == "" for p in good)
+    assert "odd_mask.png" in frame.loc[str(odd_mask), "error"]
+    assert "is 20x20, the sketch 250x250" in frame.loc[str(odd_photo), "error"]
+    assert "cannot read the image" in frame.loc[str(truncated), "error"]
