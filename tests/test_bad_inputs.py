@@ -32,7 +32,7 @@ from tests.helpers import copy_repo, free_port, run, set_params, stage_env
 
 pytestmark = pytest.mark.slow
 
-PROTECTED = ("data", "models", "metrics", "plots", "dvc.lock")
+PROTECTED = ("data", "models", "metrics", "reports", "plots", "dvc.lock")
 ONE_LINE_ERROR_S = 40  # imports (torch, timm, mlflow) included, on a busy 2-core machine
 
 
@@ -311,8 +311,10 @@ def private_outputs(tmp: Path, stage: str) -> dict:
     """Settings that send `stage`'s outputs into `tmp`, so the repository stays as it is."""
     if stage == "train":
         return {"train": {"out": str(tmp / "model"), "metrics": str(tmp / "train.json"),
+                          "report": str(tmp / "train_report.json"),
                           "history": str(tmp / "history.csv")}}
     return {"prepare": {"out": str(tmp / "prepared"), "metrics": str(tmp / "prepare.json"),
+                        "report": str(tmp / "prepare_report.json"),
                         "plot": str(tmp / "counts.png")}}
 
 

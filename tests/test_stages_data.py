@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from esgar.schema import SPLITS
 from tests.helpers import ran_stages, run, set_params
 
 pytestmark = pytest.mark.slow
@@ -23,8 +24,11 @@ def test_repro_download_and_prepare(repo_copy):
     assert len(table) == 80
     assert set(table["split"]) == {"train", "val", "test"}
     metrics = json.loads((repo_copy / "metrics/prepare.json").read_text())
-    assert metrics["dataset"] == "synthetic"
-    assert metrics["problems"]["errors"] == 0 and metrics["problems"]["warnings"] == 0
+    assert metrics == {"dataset": "synthetic", "relabeled": 0,
+                       "samples": {s: int((table["split"] == s).sum()) for s in SPLITS}}
+    report = json.loads((repo_copy / "reports/prepare.json").read_text())
+    assert report["problems"]["errors"] == 0 and report["problems"]["warnings"] == 0
+    assert sum(report["class_counts"]["test"]["gender"]) == metrics["samples"]["test"]
     assert (repo_copy / "plots/prepare/class_distribution.png").stat().st_size > 10_000
 
     again = run(["dvc", "repro", "prepare"], repo_copy)

@@ -34,8 +34,13 @@ def test_masks_by_import_then_by_parsing(repo_copy):
         raw_earring = index.set_index("sample_id").loc[row.sample_id, "area_earring"] > 0
         assert raw_earring == (row.earring == 0)
         assert masks[names.index("face")].any()
-    metrics = json.loads((repo_copy / "metrics/masks.json").read_text())
-    assert set(metrics["quality"]) == {"train", "val", "test"}
+    report = json.loads((repo_copy / "reports/masks.json").read_text())
+    assert set(report["quality"]) == {"train", "val", "test"}
+    empty, fell_back = (json.loads((repo_copy / f"metrics/masks/{w}.json").read_text())
+                        for w in ("empty", "fell_back"))  # DVC metrics: a share per region
+    assert set(empty) == set(fell_back) == set(names)
+    assert empty["earring"] == round(float((index["area_earring"] == 0).mean()), 4)
+    assert fell_back["earring"] == round(float(index["fell_back_earring"].mean()), 4) > 0
     for split in ("train", "val", "test"):
         assert (repo_copy / f"plots/masks/contact_sheet_{split}.png").stat().st_size > 5000
 

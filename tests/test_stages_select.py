@@ -10,6 +10,7 @@ import pytest
 
 from esgar import schema
 from tests.helpers import ran_stages, run, set_params
+from tests.test_stages_experiments import check_headline
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,10 @@ def test_crossfit_scores_every_sketch_out_of_sample_and_select_never_reasks(repo
     assert set(manifest["reason"]) <= {"suspect", "uncertain"}
     summary = json.loads((repo_copy / "metrics/select.json").read_text())
     assert summary["tasks"] == manifest["task"].nunique() and summary["budget"] == 6
+    check_headline(repo_copy, "metrics/crossfit.json", "metrics/select.json")
+    report = json.loads((repo_copy / "reports/select.json").read_text())
+    assert sum(report["per_attribute"].values()) == summary["questions"]
+    assert set(json.loads((repo_copy / "reports/crossfit.json").read_text())) > set(metrics)
 
     # a human answers the first question: it is never asked again
     q = manifest.iloc[0]
