@@ -49,6 +49,7 @@ __all__ = ["IMAGE_SUFFIXES", "MaskOptions", "Prediction", "Predictor", "collect"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 CHUNK = 64  # sketches whose masks are built and predicted together (bounded memory)
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
+RECIPE_KEYS = {"regions", "fallback", "grid_rule", "grid_image_size"}  # of model.json's "masks"
 _log = logging.getLogger(__name__)
 
 
@@ -66,7 +67,7 @@ class Predictor:
         net, info = load_trained(model_dir, device)
         recipe = info.get("masks")
         where = Path(model_dir) / "model.json"
-        if not isinstance(recipe, Mapping) or "regions" not in recipe:
+        if not isinstance(recipe, Mapping) or not RECIPE_KEYS <= set(recipe):
             raise ModelLoadError(f"{where}: the model records no mask recipe (regions, "
                                  "fallbacks, grid rule), so its masks cannot be made for new "
                                  "sketches; retrain it with this version (dvc repro train)")
@@ -282,7 +283,9 @@ class _Masks:
         o = self.options
         if o.masks_dir is not None:
             return f"masks read from {o.masks_dir} ({o.masks_format}, {self.label_order} order)"
-        return f"masks parsed by facexlib {self.parser_name} from the {o.parse_input} input"
+        source = {"auto": "each sketch's photo, else the sketch", "photo": "the photos",
+                  "sketch": "the sketches"}[o.parse_input]
+        return f"masks parsed by facexlib {self.parser_name} from {source}"
 
     def make(self, rows: pd.DataFrame) -> dict[int, np.ndarray | str]:
         """{row position: label map [H,W] / bool masks [R,H,W] / the problem}."""
@@ -372,9 +375,8 @@ def predict(predictor: Predictor, table: pd.DataFrame, options: MaskOptions | No
                 continue
             store = Path(tmp) / f"masks_{start}"
             index = build_store(store, part, [(k, made[i]) for k, i in enumerate(ok)],
-                                recipe["regions"], recipe.get("fallback", {}),
-                                [net.grid_size], recipe.get("grid_rule", "esgar"),
-                                int(recipe.get("grid_image_size", 224)),
+                                recipe["regions"], recipe["fallback"], [net.grid_size],
+                                recipe["grid_rule"], int(recipe["grid_image_size"]),
                                 {"source": "predict"}, desc=None)
             empty = [k for k in range(len(part)) if _no_region(index.iloc[k], recipe["regions"])]
             for k in empty:
