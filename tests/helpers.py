@@ -140,3 +140,26 @@ def silent_server() -> Iterator[str]:
         for conn in held:
             conn.close()
         server.close()
+
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+
+
+def screenshot(page: str, out: Path, *args: str, env: dict[str, str] | None = None) -> Path:
+    """`scripts/screenshots.py <page> ... --out <out>`, checked: the PNG it wrote loads, is at
+    least 600x400 and is not blank (its grey levels vary). Skips when there is no Chromium
+    (scripts/test.sh installs Debian's where it can)."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} for the screenshots (apt-get install chromium)")
+    proc = run([sys.executable, str(REPO / "scripts/screenshots.py"), page, *args,
+                "--out", str(out)], REPO, env=env, timeout=300)
+    png = Path(proc.stdout.strip().splitlines()[-1].rsplit(" -> ", 1)[1])
+    with Image.open(png) as im:
+        assert im.width >= 600 and im.height >= 400, im.size
+        grey = np.asarray(im.convert("L"), np.float32)
+    assert grey.std() > 10 and len(np.unique(grey)) > 50, f"{png} looks blank"
+    return png

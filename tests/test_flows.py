@@ -20,7 +20,7 @@ from esgar.models.factory import load_trained
 from esgar.promotion import register_and_decide
 from esgar.registry import Policy
 from esgar.scoring import score_split
-from tests.helpers import commit_all, run, set_params
+from tests.helpers import commit_all, run, screenshot, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -165,6 +165,8 @@ def test_esgar_compare_shows_versions_with_the_decision(repo, tmp_path, monkeypa
     assert text.startswith("| val | t-compare v1 (champion) | t-compare v2 (challenger) |")
     assert "hair_color minority-class recall" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    screenshot("mlflow", tmp_path / "shots", "--model", "t-compare",
+               env={"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"})
     bad = run(["esgar", "compare", "t-compare@nobody"], repo, check=False,
               env={"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"})
     assert bad.returncode == 1 and "no alias 'nobody'" in bad.stderr

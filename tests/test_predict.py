@@ -17,7 +17,7 @@ from esgar import cli, schema
 from esgar.integrations import registry as reg
 from esgar.masks.store import mask_recipe
 from esgar.models.factory import create_model, save_trained, save_weights
-from tests.helpers import write_random_weights
+from tests.helpers import screenshot, write_random_weights
 
 pytestmark = pytest.mark.slow
 
@@ -148,6 +148,7 @@ def test_explain_writes_evidence_maps_of_the_sketch_size(repo, tmp_path):
     assert cli.main(["-q", "predict", str(sketch), "--model", str(repo / "models/esgar"),
                      "--masks", str(masks), "--explain", str(out)]) == 0
     maps = check_evidence(out, "tall", (250, 300))
+    screenshot("evidence", tmp_path / "shots", str(out))
     # the model saw the center 250x250 (to its resizing's rounding): nothing is claimed outside
     assert all(np.all(m[:20] == 0) and np.all(m[-20:] == 0) for m in maps.values())
 

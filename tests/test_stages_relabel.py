@@ -5,6 +5,7 @@ snapshot and applies them."""
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import pandas as pd
@@ -13,7 +14,8 @@ import pytest
 from esgar import schema
 from esgar.active.annotations import prediction_result
 from esgar.integrations import labelstudio as ls
-from tests.helpers import copy_repo, ran_stages, run, set_params
+from tests.helpers import copy_repo, ran_stages, run, screenshot, set_params
+from tests.labelstudio import PASSWORD, USERNAME
 
 pytestmark = pytest.mark.slow
 PROJECT = "ESGAR: FS2K attribute check"
@@ -57,6 +59,10 @@ def test_push_answer_pull_apply(loop):
         r = httpx.get(url, headers={"Authorization": f"Token {server.api_key}"}, timeout=10)
         assert r.status_code == 200
         assert r.content[:3] == b"\xff\xd8\xff" or r.content[:4] == b"\x89PNG", field
+    # the walkthrough's screenshot of a task: the page loads in a real browser, not blank
+    screenshot("labelstudio", repo / "shots", env={
+        **env, "LABEL_STUDIO_ENV_FILE": os.devnull, "LABEL_STUDIO_USERNAME": USERNAME,
+        "LABEL_STUDIO_PASSWORD": PASSWORD})
 
     again = run(["python", "-m", "pipeline.push"], repo, env=env)  # same selection again
     pushed = json.loads((repo / "data/labelstudio/pushed.json").read_text())
