@@ -26,6 +26,7 @@ KINDS = {
     "service": "an unreachable, silent or dead service",
     "output": "outputs: foreign folders, truncated checkpoints, permissions",
     "interrupt": "a run killed midway",
+    "arguments": "a mistake on a command line (a flag's value, an output's file type)",
 }
 
 
@@ -62,7 +63,7 @@ def main() -> int:
     print("\n| stage | " + " | ".join(kinds) + " | cases |")
     print("|---|" + "---|" * (len(kinds) + 1))
     for stage in ("pull", "download", "prepare", "masks", "train", "evaluate", "crossfit",
-                  "select", "push", "flows", "all"):
+                  "select", "push", "flows", "predict", "all"):
         if stage in by_stage:
             c = by_stage[stage]
             print(f"| `{stage}` | " + " | ".join(str(c[k] or "") for k in kinds)

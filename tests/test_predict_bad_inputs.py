@@ -40,7 +40,7 @@ def one_error(capsys, *args: str) -> str:
     return lines[0]
 
 
-@pytest.mark.bad_input(stage="predict", kind="model")
+@pytest.mark.bad_input(stage="predict", kind="data")
 def test_a_model_that_is_not_there(inputs, tmp_path, capsys):
     sketches, masks, _ = inputs
     line = one_error(capsys, str(sketches), "--model", str(tmp_path / "nope"), "--masks",
@@ -48,7 +48,7 @@ def test_a_model_that_is_not_there(inputs, tmp_path, capsys):
     assert "nope: no such model folder" in line and "models:/NAME@ALIAS" in line
 
 
-@pytest.mark.bad_input(stage="predict", kind="model")
+@pytest.mark.bad_input(stage="predict", kind="data")
 def test_a_model_without_its_mask_recipe(inputs, tmp_path, capsys):
     sketches, masks, model = inputs
     old = shutil.copytree(model, tmp_path / "old")
@@ -59,7 +59,7 @@ def test_a_model_without_its_mask_recipe(inputs, tmp_path, capsys):
     assert "model.json" in line and "no mask recipe" in line and "retrain" in line
 
 
-@pytest.mark.bad_input(stage="predict", kind="model")
+@pytest.mark.bad_input(stage="predict", kind="data")
 def test_damaged_weights(inputs, tmp_path, capsys):
     sketches, masks, model = inputs
     bad = shutil.copytree(model, tmp_path / "bad")
@@ -68,7 +68,7 @@ def test_damaged_weights(inputs, tmp_path, capsys):
     assert "best.pt" in line and "not weights" in line
 
 
-@pytest.mark.bad_input(stage="predict", kind="model")
+@pytest.mark.bad_input(stage="predict", kind="data")
 def test_an_alias_the_registry_does_not_have(inputs, capsys):
     sketches, masks, _ = inputs
     line = one_error(capsys, str(sketches), "--model", "models:/esgar-fs2k@nobody", "--masks",
@@ -103,7 +103,7 @@ def test_bad_arguments(inputs, capsys, flags, expected):
     assert expected in line
 
 
-@pytest.mark.bad_input(stage="predict", kind="masks")
+@pytest.mark.bad_input(stage="predict", kind="data")
 def test_a_masks_folder_that_is_not_there_or_lacks_regions(inputs, tmp_path, capsys):
     sketches, _, model = inputs
     line = one_error(capsys, str(sketches), "--model", str(model), "--masks",
@@ -116,7 +116,7 @@ def test_a_masks_folder_that_is_not_there_or_lacks_regions(inputs, tmp_path, cap
     assert "no seg_<region> folder" in line and "earring" in line
 
 
-@pytest.mark.bad_input(stage="predict", kind="files")
+@pytest.mark.bad_input(stage="predict", kind="data")
 def test_no_sketch_at_all(tmp_path, repo, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty/readme.txt").write_text("no images here")
@@ -126,7 +126,7 @@ def test_no_sketch_at_all(tmp_path, repo, capsys):
     assert "empty: no images in this folder" in err and "missing.png: no such file" in err
 
 
-@pytest.mark.bad_input(stage="predict", kind="files")
+@pytest.mark.bad_input(stage="predict", kind="data")
 def test_bad_files_are_reported_and_the_rest_predicted(inputs, tmp_path, capsys):
     sketches, masks, model = inputs
     good = sorted(sketches.iterdir())
