@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from pydantic import AfterValidator, Field, model_validator
@@ -29,11 +30,12 @@ from esgar.masks.build import (
     parsed_masks,
     resolve_source,
 )
+from esgar.masks.degrade import Degradation, Degraded, level_items
 from esgar.masks.grids import RULES
 from esgar.masks.labels import LABEL_ORDERS
 from esgar.masks.parsers import PARSERS, PRECISIONS
 from esgar.masks.quality import contact_sheet, quality_report, shares
-from esgar.masks.regions import check_regions
+from esgar.masks.regions import check_regions, region_lut
 from pipeline.common import run_stage, stage_args
 from pipeline.params import Positive, Section, Share, load, one_of
 
@@ -46,6 +48,27 @@ class ImportParams(Section):
     label_order: Annotated[str, one_of(*LABEL_ORDERS)]
     missing_sample: Annotated[str, one_of("error", "empty")]
     missing_region: Annotated[str, one_of("error", "empty")]
+
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class DegradeParams(Section):
+    """Parser errors put into the masks on purpose (`esgar.masks.degrade`); level 0: none."""
+
+    level: NonNegative
+    seed: int
+    jitter_px: NonNegative
+    morph_px: NonNegative
+    small_miss: Share
+    hair_bleed_px: NonNegative
+    region_miss: Share
+    swap: Share
+    sheet_levels: list[NonNegative]
+
+    def spec(self, level: float | None = None) -> Degradation:
+        return Degradation(**{**self.model_dump(exclude={"seed", "sheet_levels"}),
+                              **({} if level is None else {"level": level})})
 
 
 class ContactSheetParams(Section):
@@ -77,6 +100,7 @@ class MasksParams(Section):
     grid_image_size: Annotated[int, Field(ge=8)]
     tiny_threshold: Share
     contact_sheet: ContactSheetParams
+    degrade: DegradeParams
     out: Path
     metrics: Path  # a folder: empty.json, fell_back.json
     report: Path
@@ -114,17 +138,52 @@ def main() -> None:
         meta = {"source": kind, "parser": None, "parse_input": None,
                 "label_order": ip.label_order}
     fallback = p.fallback if p.empty_policy == "fallback" else {}
+    lut, dp = region_lut(p.regions), p.degrade
+    keep = set(sheet_rows(table, p.contact_sheet.seed))
+    source = Degraded(source, dp.spec(), dp.seed, lut, len(names), keep)
+    if dp.level > 0:
+        meta["degrade"] = dp.model_dump(exclude={"sheet_levels"})
+        log.warning("masks degraded on purpose at level %g (masks.degrade): they are not the "
+                    "parser's or the import's as they are", dp.level)
     index = build_store(p.out, table, source, p.regions, fallback, p.grids, p.grid_rule,
                         p.grid_image_size, {**meta, "empty_policy": p.empty_policy},
                         desc=f"masks ({kind})")
-    write_json(p.report, {"samples": len(index), "missing_masks": len(problems),
-                          "quality": quality_report(index, names, p.tiny_threshold)})
+    report = {"samples": len(index), "missing_masks": len(problems),
+              "quality": quality_report(index, names, p.tiny_threshold)}
+    if dp.level > 0:  # what the errors cost, per region, against the masks as they came
+        report["degradation"] = {"level": dp.level, "region_f1": source.mean_f1(names)}
+    write_json(p.report, report)
     for what, share in shares(index, names).items():
         write_json(p.metrics / f"{what}.json", share)
     write_sheets(table, p)
+    write_level_sheet(table, p, source.kept, lut)
     for msg in problems[:20]:
         log.warning("%s", msg)
     log.info("%d samples -> %s (%s); %d without masks", len(index), p.out, kind, len(problems))
+
+
+def sheet_rows(table: pd.DataFrame, seed: int, n: int = 4) -> list[int]:
+    """Rows of the degradation-levels sheet: `n` seeded validation sketches (else any)."""
+    part = table[table["split"] == "val"] if (table["split"] == "val").any() else table
+    pick = part.sample(min(n, len(part)), random_state=seed).sort_values("sample_id")
+    return [table.index.get_loc(i) for i in pick.index]
+
+
+def write_level_sheet(table: pd.DataFrame, p: MasksParams, labels: dict[int, np.ndarray],
+                      lut: np.ndarray) -> None:
+    """What each level of `masks.degrade.sheet_levels` looks like: rows = sketches, columns =
+    levels, the contact sheet's regions coloured."""
+    dp, samples = p.degrade, []
+    if not dp.sheet_levels or not labels:
+        return
+    for row, label in sorted(labels.items()):
+        r = table.iloc[row]
+        with Image.open(r.sketch_path) as im:
+            samples.append((row, r.sample_id, im.convert("RGB"), label))
+    items = level_items(samples, dp.spec(), dp.sheet_levels, dp.seed, lut, len(p.regions))
+    contact_sheet(items, list(p.regions), p.plots / "degradation_levels.png",
+                  "mask degradation levels (masks.degrade; level 0: the masks as they came)",
+                  p.contact_sheet.regions, cols=len(dp.sheet_levels))
 
 
 def write_sheets(table: pd.DataFrame, p: MasksParams) -> None:

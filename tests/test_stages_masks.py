@@ -43,6 +43,20 @@ def test_masks_by_import_then_by_parsing(repo_copy):
     assert fell_back["earring"] == round(float(index["fell_back_earring"].mean()), 4) > 0
     for split in ("train", "val", "test"):
         assert (repo_copy / f"plots/masks/contact_sheet_{split}.png").stat().st_size > 5000
+    assert (repo_copy / "plots/masks/degradation_levels.png").stat().st_size > 5000
+    assert "degrade" not in meta and "degradation" not in report  # level 0: as they came
+
+    # degraded on purpose: the store says so, the report has what it cost per region
+    exact = {sid: store.load_region_masks(out, sid) for sid in table.sample_id[:5]}
+    set_params(repo_copy, masks={"degrade.level": 3})
+    run(["dvc", "repro", "masks"], repo_copy)
+    assert store.read_meta(out)["degrade"]["level"] == 3
+    f1 = json.loads((repo_copy / "reports/masks.json").read_text())["degradation"]["region_f1"]
+    assert set(f1) == set(names) and all(0 < v < 1 for v in f1.values()), f1
+    assert f1["earring"] < f1["face"]  # small parts suffer most
+    assert any(not np.array_equal(store.load_region_masks(out, sid), m)
+               for sid, m in exact.items())
+    set_params(repo_copy, masks={"degrade.level": 0})
 
     write_random_weights(repo_copy / "models/parsing")
     set_params(repo_copy, masks={"source": "facexlib", "batch_size": 4})
