@@ -115,6 +115,10 @@ class MasksParams(Section):
                      for r in self.contact_sheet.regions if r not in names]
         if problems:
             raise ValueError("; ".join(problems) + f" (regions: {', '.join(self.regions)})")
+        if self.degrade.level > 0 and self.source != "facexlib" \
+                and self.import_.format == "region_folders":
+            raise ValueError("masks.degrade needs label maps; region folders hold no classes to "
+                             "degrade (set masks.degrade.level: 0, or import label_maps)")
         return self
 
 
