@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +35,12 @@ def _library_logs(caplog):
 
 
 @pytest.fixture
-def repo_copy(tmp_path) -> Path:
-    """The project's files (tracked and untracked-not-ignored) in a fresh git repo in tmp."""
-    return copy_repo(tmp_path / "repo")
+def repo_copy(tmp_path) -> Iterator[Path]:
+    """The project's files (tracked and untracked-not-ignored) in a fresh git repo in tmp,
+    removed after the test (what the stages write there can reach hundreds of MB)."""
+    copy = copy_repo(tmp_path / "repo")
+    yield copy
+    shutil.rmtree(copy, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,11 @@ def tiny_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def repo(tiny_repo, tmp_path, monkeypatch) -> Path:
+def repo(tiny_repo, tmp_path, monkeypatch) -> Iterator[Path]:
     copy = tmp_path / "repo"
     shutil.copytree(tiny_repo, copy, symlinks=True)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy / 'mlflow.db'}")
-    return copy
+    yield copy
+    # a few hundred MB each (models, DVC's cache, MLflow's artifacts): kept, dozens of them
+    # would fill a small disk before the suite ends
+    shutil.rmtree(copy, ignore_errors=True)
