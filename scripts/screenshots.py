@@ -174,7 +174,8 @@ def mlflow_ui(uri: str) -> Iterator[str]:
 
 def mlflow(out: Path, name: str | None = None) -> Path:
     """The compare-runs page of the evaluate runs of the two newest versions of `name`
-    (default params.yaml's `registry.model_name`), showing what differs."""
+    (default params.yaml's `registry.model_name`; a version without one: the run it was
+    registered from), showing what differs."""
     sys.path.insert(0, str(ROOT))
     from esgar.integrations import registry as reg
 
@@ -186,12 +187,10 @@ def mlflow(out: Path, name: str | None = None) -> Path:
         raise ShotError(f"mlflow: model {name} has {len(versions)} version(s); the comparison "
                         "needs two (run the retrain flow twice)")
     runs = []
-    for v in versions:
+    for v in versions:  # its evaluate run; a version registered by hand: the run it came from
         train_run = (v.tags or {}).get("train_run_id") or v.run_id
-        runs.append((v.tags or {}).get("evaluate_run_id") or reg.evaluate_run_of(c, train_run))
-    if not all(runs):
-        raise ShotError(f"mlflow: versions {[v.version for v in versions]} of {name} lack "
-                        "evaluate runs")
+        runs.append((v.tags or {}).get("evaluate_run_id") or reg.evaluate_run_of(c, train_run)
+                    or v.run_id)
     experiment = c.get_run(runs[0]).info.experiment_id
     with mlflow_ui(reg.tracking.tracking_uri()) as url, browser() as b:
         page = b.new_page(viewport=VIEWPORT)

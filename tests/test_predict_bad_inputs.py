@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def inputs(repo, tmp_path) -> tuple[Path, Path, Path]:
-    """(sketches folder, masks folder, model folder) of two test-split sketches."""
-    sketches, masks = user_folders(repo, tmp_path, split_rows(repo, 2))
-    return sketches, masks, repo / "models/esgar"
+def inputs(tiny_repo, tmp_path) -> tuple[Path, Path, Path]:
+    """(sketches folder, masks folder, model folder) of two test-split sketches of the tiny
+    repository (read only: no case writes into it)."""
+    sketches, masks = user_folders(tiny_repo, tmp_path, split_rows(tiny_repo, 2))
+    return sketches, masks, tiny_repo / "models/esgar"
 
 
 def predict(capsys, *args: str) -> tuple[int, str]:
@@ -69,8 +70,10 @@ def test_damaged_weights(inputs, tmp_path, capsys):
 
 
 @pytest.mark.bad_input(stage="predict", kind="data")
-def test_an_alias_the_registry_does_not_have(inputs, capsys):
+def test_an_alias_the_registry_does_not_have(inputs, tiny_repo, tmp_path, monkeypatch, capsys):
     sketches, masks, _ = inputs
+    store = shutil.copy(tiny_repo / "mlflow.db", tmp_path / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     line = one_error(capsys, str(sketches), "--model", "models:/esgar-fs2k@nobody", "--masks",
                      str(masks))
     assert "no alias 'nobody'" in line
@@ -117,11 +120,11 @@ def test_a_masks_folder_that_is_not_there_or_lacks_regions(inputs, tmp_path, cap
 
 
 @pytest.mark.bad_input(stage="predict", kind="data")
-def test_no_sketch_at_all(tmp_path, repo, capsys):
+def test_no_sketch_at_all(tmp_path, tiny_repo, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty/readme.txt").write_text("no images here")
     rc, err = predict(capsys, str(tmp_path / "empty"), str(tmp_path / "missing.png"),
-                      "--model", str(repo / "models/esgar"))
+                      "--model", str(tiny_repo / "models/esgar"))
     assert rc == 1 and "no sketch to predict" in err
     assert "empty: no images in this folder" in err and "missing.png: no such file" in err
 
