@@ -8,11 +8,11 @@ scripts/setup.sh
 scripts/labelstudio.sh install \
   || echo "test: scripts/labelstudio.sh install failed; the Label Studio tests will skip" >&2
 # Debian's Chromium, for the walkthrough's screenshots (scripts/screenshots.py). Without it
-# (not root, no apt) those checks skip and say why.
+# (not root, no apt) the tests warn that the screenshots were not checked.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } \
-    >/dev/null 2>&1 || echo "test: chromium could not be installed; the screenshot checks will skip" >&2
+    >/dev/null 2>&1 || echo "test: chromium could not be installed; the screenshots will not be checked" >&2
 fi
 export PATH="$PWD/.venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true
 exec python -m pytest "$@"

@@ -145,16 +145,21 @@ def silent_server() -> Iterator[str]:
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 
 
-def screenshot(page: str, out: Path, *args: str, env: dict[str, str] | None = None) -> Path:
+def screenshot(page: str, out: Path, *args: str, env: dict[str, str] | None = None
+               ) -> Path | None:
     """`scripts/screenshots.py <page> ... --out <out>`, checked: the PNG it wrote loads, is at
-    least 600x400 and is not blank (its grey levels vary). Skips when there is no Chromium
-    (scripts/test.sh installs Debian's where it can)."""
+    least 600x400 and is not blank (its grey levels vary). Without Chromium (scripts/test.sh
+    installs Debian's where it can) a warning says the check was not made; the rest of the
+    calling test still runs."""
+    import warnings
+
     import numpy as np
-    import pytest
     from PIL import Image
 
     if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} for the screenshots (apt-get install chromium)")
+        warnings.warn(f"no Chromium at {CHROMIUM}: the {page} screenshot was not checked "
+                      "(apt-get install chromium)", stacklevel=2)
+        return None
     proc = run([sys.executable, str(REPO / "scripts/screenshots.py"), page, *args,
                 "--out", str(out)], REPO, env=env, timeout=300)
     png = Path(proc.stdout.strip().splitlines()[-1].rsplit(" -> ", 1)[1])
