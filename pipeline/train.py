@@ -1,9 +1,10 @@
 """DVC stage `train`: the model named in params.yaml on the train split, chosen on val.
 
-Outputs: `train.out/` (best.pt, last.pt, model.json: how to rebuild the network and which MLflow
-run holds it), `train.metrics` (DVC metrics: the best epoch and the epochs run), `train.report`
-(that and the best epoch's validation scores) and the per-epoch curves
-`plots/train/history.csv`. The run, its curves and the model go to MLflow.
+Outputs: `train.out/` (best.pt, last.pt, model.json: how to rebuild the network, which MLflow
+run holds it and how its masks were made, so `esgar predict` makes the same for new sketches),
+`train.metrics` (DVC metrics: the best epoch and the epochs run), `train.report` (that and the
+best epoch's validation scores) and the per-epoch curves `plots/train/history.csv`. The run, its
+curves and the model go to MLflow.
 """
 
 from __future__ import annotations
