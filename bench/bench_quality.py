@@ -104,8 +104,7 @@ def model(head: str, args) -> torch.nn.Module:
 def run_one(head: str, seed: int, data: dict, args) -> dict:
     torch.manual_seed(seed)
     net = model(head, args)
-    train_params = {k: v for k, v in PARAMS["train"].items()
-                    if k not in ("resume", "out", "metrics", "history")}
+    train_params = {k: v for k, v in PARAMS["train"].items() if k in TrainConfig.model_fields}
     cfg = TrainConfig(**{**train_params, "epochs": args.epochs, "lr": args.lr, "seed": seed,
                          "loss": "balanced_bce", "loss_kwargs": {}, "patience": args.epochs,
                          "device": "cpu"})

@@ -125,8 +125,7 @@ def train_and_score(table: pd.DataFrame, params: dict, seed: int, args, true: di
                        **(params["model"]["head_kwargs"].get(params["model"]["head"]) or {}))
     data = {s: SketchDataset.for_model(net, table[table["split"] == s], "data/masks",
                                        train=s == "train") for s in ("train", "val", "test")}
-    tp = {k: v for k, v in params["train"].items()
-          if k not in ("resume", "out", "metrics", "history")}
+    tp = {k: v for k, v in params["train"].items() if k in TrainConfig.model_fields}
     cfg = TrainConfig(**{**tp, "epochs": args.epochs, "seed": seed, "patience": args.epochs})
     with tempfile.TemporaryDirectory() as out:
         train(net, data["train"], data["val"], cfg, out, resume=False)
