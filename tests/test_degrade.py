@@ -99,3 +99,37 @@ def test_a_whole_region_missed_at_rate_one():
 def test_negative_settings_are_refused():
     with pytest.raises(ValueError, match="swap"):
         dg.Degradation(level=1, swap=-0.1)
+
+
+def test_fractional_radii_round_up_at_their_fraction():
+    rng = np.random.default_rng(0)
+    draws = np.array([dg.stochastic_round(1.25, rng) for _ in range(4000)])
+    assert set(np.unique(draws)) == {1, 2}
+    assert abs(draws.mean() - 1.25) < 0.03
+    assert dg.stochastic_round(2.0, rng) == 2 and dg.stochastic_round(0.0, rng) == 0
+
+
+def test_higher_levels_lower_every_class_f1():
+    lab = face()
+
+    def f1(level: float) -> np.ndarray:
+        spec = dg.Degradation(level=level)
+        return dg.class_f1((lab, dg.degrade(lab, spec, dg.sample_rng(0, i))) for i in range(12))
+
+    low, high = f1(1), f1(4)
+    present = [C[n] for n in ("skin", "hair", "neck", "l_eye", "u_lip", "l_ear")]
+    assert (high[present] < low[present]).all() and (low[present] < 1).all()
+
+
+def test_pooled_class_f1_is_scikit_learns_on_the_pooled_pixels():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    maps = [(face(), dg.degrade(face(), dg.Degradation(level=2), rng)) for _ in range(3)]
+    ours = dg.class_f1(maps)
+    exact = np.concatenate([e.ravel() for e, _ in maps])
+    noisy = np.concatenate([n.ravel() for _, n in maps])
+    present = np.union1d(exact, noisy)
+    ref = f1_score(exact, noisy, labels=present, average=None)
+    assert np.allclose(ours[present], ref)
+    assert np.isnan(ours[np.setdiff1d(np.arange(len(CANONICAL_CLASSES)), present)]).all()

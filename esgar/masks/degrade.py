@@ -8,8 +8,9 @@ Each mode stands for an error real parsers make on sketches (and on photos, less
 
 - `jitter_px`: a smooth random displacement of every boundary, up to this many pixels.
   Boundaries placed a few pixels off, worst on thin strokes.
-- `morph_px`: every class eroded (or dilated, the sign drawn per map) by this many pixels. A
-  parser that is systematically too tight or too loose.
+- `morph_px`: every class eroded (or dilated, the sign drawn per map) by this many pixels (a
+  fraction: the radius is rounded up with that probability, per map). A parser that is
+  systematically too tight or too loose.
 - `small_miss`: each small part present (earring, eyes, mouth, lips, brows) missed at this
   rate, filled by its surroundings. Small, low-contrast parts not found; earrings above all.
 - `hair_bleed_px`: hair grown into background and neck by this many pixels. Hair bleeding into
@@ -36,9 +37,9 @@ from esgar.errors import ConfigError
 from esgar.masks.labels import CANONICAL_CLASSES
 from esgar.masks.regions import bits_to_masks
 
-__all__ = ["MODES", "NEIGHBOURS", "SMALL", "Degradation", "Degraded", "degrade",
+__all__ = ["MODES", "NEIGHBOURS", "SMALL", "Degradation", "Degraded", "class_f1", "degrade",
            "fill_from_surroundings", "hair_bleed", "jitter", "level_items", "miss_classes",
-           "morph", "region_f1", "sample_rng", "swap_pairs"]
+           "morph", "region_f1", "sample_rng", "stochastic_round", "swap_pairs"]
 
 _C = {name: i for i, name in enumerate(CANONICAL_CLASSES)}
 BACKGROUND, HAIR, NECK = _C["background"], _C["hair"], _C["neck"]
@@ -54,12 +55,12 @@ class Degradation:
     """One value per error mode (per unit of `level`) and the level that scales them all."""
 
     level: float = 0.0
-    jitter_px: float = 2.0
-    morph_px: float = 1.0
-    small_miss: float = 0.15
-    hair_bleed_px: float = 2.0
-    region_miss: float = 0.02
-    swap: float = 0.05
+    jitter_px: float = 1.0
+    morph_px: float = 0.5
+    small_miss: float = 0.075
+    hair_bleed_px: float = 1.0
+    region_miss: float = 0.01
+    swap: float = 0.025
 
     def __post_init__(self) -> None:
         bad = [f.name for f in fields(self) if getattr(self, f.name) < 0]
@@ -160,15 +161,22 @@ def swap_pairs(label: np.ndarray, rate: float, rng: np.random.Generator) -> np.n
     return out
 
 
+def stochastic_round(value: float, rng: np.random.Generator) -> int:
+    """floor(value), plus one with probability frac(value): whole pixels whose mean is `value`,
+    so a level between two radii gives masks between theirs, not a step."""
+    whole = int(np.floor(value))
+    return whole + int(rng.random() < value - whole)
+
+
 def degrade(label: np.ndarray, spec: Degradation, rng: np.random.Generator) -> np.ndarray:
     """A canonical label map uint8 [H,W] with the errors of `spec` (level 0: the same map)."""
     if spec.level == 0:
         return label
     out = jitter(label, spec.scaled("jitter_px"), rng)
-    radius = round(spec.scaled("morph_px"))
+    radius = stochastic_round(spec.scaled("morph_px"), rng)
     out = morph(out, radius if rng.random() < 0.5 else -radius)
     out = miss_classes(out, SMALL, spec.scaled("small_miss"), rng)
-    out = hair_bleed(out, round(spec.scaled("hair_bleed_px")))
+    out = hair_bleed(out, stochastic_round(spec.scaled("hair_bleed_px"), rng))
     present = tuple(int(c) for c in np.unique(out) if c != BACKGROUND)
     out = miss_classes(out, present, spec.scaled("region_miss"), rng)
     return swap_pairs(out, spec.scaled("swap"), rng)
@@ -181,6 +189,20 @@ def region_f1(exact: np.ndarray, noisy: np.ndarray) -> np.ndarray:
     total = exact.reshape(len(exact), -1).sum(1) + noisy.reshape(len(noisy), -1).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, 2 * inter / total, np.nan)
+
+
+def class_f1(pairs, n_classes: int = len(CANONICAL_CLASSES)) -> np.ndarray:
+    """Per class, F1 of noisy label maps against exact ones with the pixels of all maps pooled,
+    as face-parsing papers report it: pairs of (exact, noisy) uint8 [H,W] -> float [n_classes],
+    NaN for a class in neither."""
+    confusion = np.zeros((n_classes, n_classes), np.int64)  # rows: exact, columns: noisy
+    for exact, noisy in pairs:
+        confusion += np.bincount(exact.ravel().astype(np.int64) * n_classes + noisy.ravel(),
+                                 minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    tp = np.diag(confusion).astype(float)
+    total = confusion.sum(0) + confusion.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 2 * tp / total, np.nan)
 
 
 class Degraded:
