@@ -21,8 +21,10 @@ Each mode stands for an error real parsers make on sketches (and on photos, less
   neck/cloth) swapped at this rate. The wrong one of two look-alike classes.
 
 Values are per unit of `level`: level 0 is the identity, level 2 doubles every amplitude and
-rate (rates capped at 1). Randomness comes from the generator passed in, so a map degrades the
-same way for the same seed, whatever order the maps come in (`sample_rng`).
+rate (rates capped at 1). The defaults make level 1 about a published CNN face parser's
+per-class F1 on CelebAMask-HQ (the calibration in bench/bench_robustness.py). Randomness comes
+from the generator passed in, so a map degrades the same way for the same seed, whatever order
+the maps come in (`sample_rng`).
 """
 
 from __future__ import annotations
