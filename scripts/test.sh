@@ -15,4 +15,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     >/dev/null 2>&1 || echo "test: chromium could not be installed; the screenshots will not be checked" >&2
 fi
 export PATH="$PWD/.venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true
-exec python -m pytest "$@"
+# Two workers (pytest-xdist), a test file each at a time: one process keeps about one core busy
+# (it waits on servers starting and subprocesses importing), so two share two cores well.
+# ESGAR_TEST_WORKERS=0 runs the suite in one process.
+exec python -m pytest -n "${ESGAR_TEST_WORKERS:-2}" --dist loadfile "$@"
