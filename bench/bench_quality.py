@@ -86,6 +86,18 @@ def masks_alone(data: dict[str, SketchDataset]) -> dict:
     return out
 
 
+def split_data(net: torch.nn.Module, table, store: str = "data/masks") -> dict:
+    """{train, val, test: the dataset `net` takes from mask store `store`} (train augmented)."""
+    return {s: SketchDataset.for_model(net, table[table.split == s], store, train=s == "train")
+            for s in ("train", "val", "test")}
+
+
+def probe(net: torch.nn.Module, table, store: str = "data/masks") -> dict:
+    """`masks_alone` on the un-augmented train and test grids of `store`."""
+    return masks_alone({s: SketchDataset.for_model(net, table[table.split == s], store,
+                                                   train=False) for s in ("train", "test")})
+
+
 def minority_recall(truth: np.ndarray, pred: np.ndarray) -> float:
     """Mean over attributes of the recall of each attribute's rarest training class."""
     recalls = []
@@ -141,11 +153,7 @@ def main() -> None:
         os.chdir(work)
         table = load_table("data/prepared/samples.parquet")
         net = model("global", args)  # every head takes the same inputs
-        data = {s: SketchDataset.for_model(net, table[table.split == s], "data/masks",
-                                           train=s == "train") for s in ("train", "val", "test")}
-        probe = masks_alone({s: SketchDataset.for_model(net, table[table.split == s],
-                                                        "data/masks", train=False)
-                             for s in ("train", "test")})
+        data, grids_only = split_data(net, table), probe(net, table)
         if args.no_masks:
             data = {s: WholeGridMasks(ds) for s, ds in data.items()}
         results: dict[str, list[dict]] = {}
@@ -173,8 +181,8 @@ def main() -> None:
               + " | ".join(f"{np.mean([r[f'bacc/{a.name}'] for r in rs]):.3f}"
                            for a in schema.ATTRIBUTES) + " |")
     print("| masks alone (logistic regression on the token grids) | "
-          f"{probe['mean_bacc']:.3f} | | | "
-          + " | ".join(f"{probe[f'bacc/{a.name}']:.3f}" for a in schema.ATTRIBUTES) + " |")
+          f"{grids_only['mean_bacc']:.3f} | | | "
+          + " | ".join(f"{grids_only[f'bacc/{a.name}']:.3f}" for a in schema.ATTRIBUTES) + " |")
     print(f"\nwhole run {(time.perf_counter() - t0) / 60:.1f} min, {os.cpu_count()} cores, "
           f"{platform.machine()}, torch {torch.__version__}")
 

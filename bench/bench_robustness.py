@@ -37,14 +37,12 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import build_data, masks_alone, run_one  # noqa: E402
+from bench_quality import build_data, model, probe, run_one, split_data  # noqa: E402
 
-from esgar.data.dataset import SketchDataset  # noqa: E402
 from esgar.data.table import load_table  # noqa: E402
 from esgar.masks.build import imported_masks  # noqa: E402
 from esgar.masks.degrade import Degradation, class_f1, degrade, sample_rng  # noqa: E402
 from esgar.masks.labels import CANONICAL_CLASSES  # noqa: E402
-from esgar.models.factory import create_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = Path(__file__).resolve().parent / "parser_f1_celebamask_hq.yaml"
@@ -68,16 +66,18 @@ def build_level(work: Path, level: float) -> tuple[str, dict]:
     return f"data/masks_{tag}", report["degradation"]["region_f1"]
 
 
-def calibration(work: Path, spec: dict, seed: int, grid: np.ndarray, n_maps: int = 300) -> dict:
+def calibration(masks: dict, table, grid: np.ndarray, n_maps: int = 300) -> dict:
     """Pooled per-class F1 of `n_maps` degraded test maps (seeded as the masks stage seeds
-    them) at each level of `grid`, and the level closest to each published parser."""
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    table = load_table(work / "data/prepared/samples.parquet")
-    imp = params["masks"]["import"]
+    them) at each level of `grid`, and the level closest to each published parser; `masks`:
+    params.yaml's masks section."""
+    imp, spec = masks["import"], dict(masks["degrade"])
+    seed = spec.pop("seed")
+    spec.pop("sheet_levels"), spec.pop("level")
     test = table[table.split == "test"].iloc[:n_maps]
     rows = [table.index.get_loc(k) for k in test.index]  # the row numbers the stage seeds by
-    exact = [(rows[j], m) for j, m in imported_masks(test, work / imp["dir"], imp["format"],
+    exact = [(rows[j], m) for j, m in imported_masks(test, imp["dir"], imp["format"],
                                                      imp["label_order"], [])]
+
     def at(level: float) -> np.ndarray:
         noisy = Degradation(**{**spec, "level": float(level)})
         return class_f1((m, degrade(m, noisy, sample_rng(seed, i))) for i, m in exact) * 100
@@ -99,16 +99,6 @@ def calibration(work: Path, spec: dict, seed: int, grid: np.ndarray, n_maps: int
                    for c in range(1, len(CANONICAL_CLASSES)) if np.isfinite(f1[0, c])}}
 
 
-def datasets(net, table, store: str) -> dict[str, SketchDataset]:
-    return {s: SketchDataset.for_model(net, table[table.split == s], store, train=s == "train")
-            for s in ("train", "val", "test")}
-
-
-def probe(net, table, store: str) -> dict:
-    return masks_alone({s: SketchDataset.for_model(net, table[table.split == s], store, train=False)
-                        for s in ("train", "test")})
-
-
 def run(args) -> dict:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,27 +106,22 @@ def run(args) -> dict:
         if not (work / "data/masks").is_dir():
             build_data(work)
         os.chdir(work)
-        spec = yaml.safe_load(Path("params.yaml").read_text())["masks"]["degrade"]
-        seed = spec.pop("seed")
-        spec.pop("sheet_levels"), spec.pop("level")
+        table = load_table("data/prepared/samples.parquet")
         print("calibrating ...", flush=True)
-        cal = calibration(work, spec, seed, np.arange(0, 4.01, 0.25))
+        cal = calibration(yaml.safe_load(Path("params.yaml").read_text())["masks"], table,
+                          np.arange(0, 4.01, 0.25))
         for name, fit in cal["fits"].items():
             print(f"  closest to {name}: level {fit['level']:g} (mean |F1 diff| "
                   f"{fit['mae']:.1f} points)", flush=True)
-        table = load_table("data/prepared/samples.parquet")
-        net = create_model(args.backbone, "global", region_names=list(
-            yaml.safe_load(Path("params.yaml").read_text())["masks"]["regions"]),
-            attribute_regions=yaml.safe_load(Path("params.yaml").read_text())["model"][
-                "attribute_regions"], pretrained=False, img_size=args.img_size)
+        net = model("global", args)  # every head takes the same inputs
         results: dict = {"levels": {}, "global": []}
-        data = datasets(net, table, "data/masks")
+        data = split_data(net, table)
         for s in args.seeds:
             results["global"].append(run_one("global", s, data, args))
             print(f"global seed {s}: {results['global'][-1]['mean_bacc']:.4f}", flush=True)
         for level in args.levels:
             store, region_f1 = build_level(work, level)
-            data = datasets(net, table, store)
+            data = split_data(net, table, store)
             entry = {"region_f1": region_f1, "masks_alone": probe(net, table, store)}
             for head in HEADS:
                 entry[head] = []
