@@ -117,6 +117,26 @@ def overlay(sketch: np.ndarray, evidence: np.ndarray, alpha: float = 0.5) -> np.
     return np.clip(mix, 0, 255).round().astype(np.uint8)
 
 
+def _panel_grid(panels: list[tuple[str, np.ndarray]], aspect: float, cols: int,
+                width_in: float = 2.6, title_in: float = 0.3, top_in: float = 0.4):
+    """A figure of titled images in rows of `cols`, laid out in inches: each image
+    `width_in` wide and `aspect` (height / width) as tall, with a band of `title_in` above it
+    for its own title, so no title falls on the row above; `top_in` for the figure's title."""
+    rows = -(-len(panels) // cols)
+    cell_h = width_in * aspect
+    fig_w, fig_h = cols * width_in + (cols + 1) * 0.1, top_in + rows * (title_in + cell_h) + 0.1
+    fig = new_figure((fig_w, fig_h), dpi=100)
+    for k, (title, image) in enumerate(panels):
+        r, c = divmod(k, cols)
+        left = (0.1 + c * (width_in + 0.1)) / fig_w
+        bottom = (fig_h - top_in - (r + 1) * (title_in + cell_h)) / fig_h
+        ax = fig.add_axes((left, bottom, width_in / fig_w, cell_h / fig_h))
+        ax.imshow(image)
+        ax.set_title(title, fontsize=8, pad=3)
+        ax.axis("off")
+    return fig
+
+
 def write_evidence(out_dir: str | Path, name: str, sketch: np.ndarray,
                    maps: Mapping[str, np.ndarray], probs: Mapping[str, np.ndarray],
                    method: str) -> Path:
@@ -132,23 +152,13 @@ def write_evidence(out_dir: str | Path, name: str, sketch: np.ndarray,
     with atomic_path(own / "maps.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **{a: m.astype(np.float16) for a, m in maps.items()})
     attrs = list(maps)
-    cols = 4
-    rows = -(-(len(attrs) + 1) // cols)
     h, w = sketch.shape[:2]
-    fig = new_figure((cols * 2.6, rows * 2.6 * h / w + 0.4), dpi=100)
-    axes = fig.subplots(rows, cols, squeeze=False).flat
-    axes[0].imshow(sketch)
-    axes[0].set_title(name, fontsize=8)
-    for ax, a in zip(axes[1:], attrs, strict=False):
-        p = probs[a]
-        k = int(np.argmax(p))
-        ax.imshow(overlay(sketch, maps[a]))
-        ax.set_title(f"{a}: {schema.attribute(a).classes[k]} ({p[k]:.2f})", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
+    panels = [(name, sketch)] + [
+        (f"{a}: {schema.attribute(a).classes[int(np.argmax(probs[a]))]} "
+         f"({float(np.max(probs[a])):.2f})", overlay(sketch, maps[a])) for a in attrs]
+    fig = _panel_grid(panels, h / w, cols=4)
     fig.suptitle(f"evidence per attribute ({'attention' if method == 'attention' else 'Grad-CAM'}"
-                 f" of the predicted class)", fontsize=9)
-    fig.tight_layout()
+                 f" of the predicted class)", fontsize=9, y=1 - 0.12 / fig.get_figheight())
     return save_figure(fig, out_dir / f"{name}.png")
 
 
