@@ -51,7 +51,7 @@ def main() -> None:
         subprocess.run([str(REPO / "scripts/labelstudio.sh"), "start"], env=env, check=True)
         started = time.perf_counter() - start
         try:
-            settings = ls.Settings(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
+            settings = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
             client = ls.connect(settings)
             t = time.perf_counter()
             project = ls.ensure_project(client, "bench: push",

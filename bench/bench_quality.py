@@ -26,9 +26,9 @@ import yaml
 from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
+from esgar.forward import batched_logits
 from esgar.metrics import balanced_accuracy, evaluate, per_class_recall
 from esgar.models.factory import create_model
-from esgar.predict import predict_logits
 from esgar.training import TrainConfig, make_loader, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def run_one(head: str, seed: int, data: dict, args) -> dict:
         took = time.perf_counter() - start
         net.load_state_dict(torch.load(Path(out) / "best.pt", weights_only=True))
     test = data["test"]
-    logits, index = predict_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"))
+    logits, index = batched_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"))
     truth = test.labels.numpy()[index]
     pred = np.stack([logits[a].argmax(1) for a in schema.ATTRIBUTE_NAMES], 1)
     m = evaluate(truth, pred, n_resamples=0)

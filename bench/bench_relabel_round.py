@@ -39,10 +39,10 @@ from esgar.active.relabels import read_snapshot
 from esgar.data.dataset import SketchDataset
 from esgar.data.fs2k import read_fs2k
 from esgar.data.table import build_sample_table
+from esgar.forward import batched_logits
 from esgar.integrations import labelstudio as ls
 from esgar.metrics import evaluate, per_class_recall
 from esgar.models.factory import create_model
-from esgar.predict import predict_logits
 from esgar.training import TrainConfig, make_loader, train
 
 TOKEN = "bench-relabel-token-0123456789"
@@ -58,7 +58,7 @@ def start_server(work: Path) -> dict[str, str]:
     return env
 
 
-def answer_all(settings: ls.Settings, project_title: str, true: dict) -> int:
+def answer_all(settings: ls.Server, project_title: str, true: dict) -> int:
     """The simulated annotator: every question in question answered with the truth."""
     client = ls.connect(settings)
     project = ls.find_project(client, project_title)
@@ -91,7 +91,7 @@ def random_manifest(work: Path, budget: int, seed: int) -> Path:
     return path
 
 
-def round_through_labelstudio(work: Path, env: dict, settings: ls.Settings, project: str,
+def round_through_labelstudio(work: Path, env: dict, settings: ls.Server, project: str,
                               manifest: Path, snapshot: Path, true: dict) -> int:
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["labelstudio"]["project"] = project
@@ -131,7 +131,7 @@ def train_and_score(table: pd.DataFrame, params: dict, seed: int, args, true: di
         train(net, data["train"], data["val"], cfg, out, resume=False)
         net.load_state_dict(torch.load(Path(out) / "best.pt", weights_only=True))
     test = data["test"]
-    logits, index = predict_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"))
+    logits, index = batched_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"))
     labels = true_test_labels(test.table, true)[index]
     pred = np.stack([logits[a].argmax(1) for a in schema.ATTRIBUTE_NAMES], 1)
     m = evaluate(labels, pred, n_resamples=0)
@@ -156,7 +156,7 @@ def main() -> None:
         true = truth(work)
         budget = int(pd.read_parquet(work / "data/selection/manifest.parquet")["task"].nunique())
         env = start_server(work)
-        settings = ls.Settings(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
+        settings = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
         try:
             start = time.perf_counter()
             n_select = round_through_labelstudio(

@@ -28,7 +28,7 @@ _EXPORTS = {
     "load_trained": "esgar.models.factory", "save_trained": "esgar.models.factory",
     "list_heads": "esgar.models.heads",
     "TrainConfig": "esgar.training", "train": "esgar.training",
-    "predict_logits": "esgar.predict", "probabilities": "esgar.predict",
+    "batched_logits": "esgar.forward", "probabilities": "esgar.forward",
     "evaluate": "esgar.metrics",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]

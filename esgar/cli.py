@@ -29,8 +29,8 @@ def _noise_arg(text: str) -> dict[str, dict[int, float]]:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from esgar import compare
     from esgar.integrations import registry as reg
+    from esgar.promotion import leaderboard
 
     refs, c = list(args.refs), reg.client()
     if args.model and not refs:
@@ -41,35 +41,59 @@ def _compare(args: argparse.Namespace) -> None:
         picked = [named[a] for a in (reg.CHAMPION, reg.CHALLENGER) if a in named]
         picked.append(str(versions[-1].version))
         refs = [f"{args.model}/{v}" for v in dict.fromkeys(picked)]
-    entries = compare.gather(refs, args.split, c)
-    print(compare.text_table(entries, args.split), end="")
+    entries = leaderboard.gather(refs, args.split, c)
+    print(leaderboard.text_table(entries, args.split), end="")
     if args.markdown:
-        write_text(args.markdown, compare.markdown(entries, args.split))
+        write_text(args.markdown, leaderboard.markdown(entries, args.split))
     if args.plot:
-        compare.plot(entries, args.plot, args.split)
+        leaderboard.plot(entries, args.plot, args.split)
+
+
+def _predictor(ref: str, work_dir: str, device: str):
+    """The model `--model` names: a trained-model folder, else a registry reference or run id
+    (resolved here, once, and downloaded under `work_dir`)."""
+    from esgar.device import resolve_device
+    from esgar.inference.model import Predictor
+
+    if Path(ref).is_dir():
+        return Predictor.from_dir(ref, resolve_device(device))
+    from esgar.integrations import registry as reg
+
+    model_dir, source = reg.download_ref(ref, work_dir)
+    return Predictor.from_dir(model_dir, resolve_device(device), source)
 
 
 def _predict(args: argparse.Namespace) -> int:
     """`esgar predict`: 0 when every sketch got its attributes, 1 when some could not."""
+    import functools
     import tempfile
 
-    from esgar import inference
+    from esgar import explain
+    from esgar.inference.files import collect
+    from esgar.inference.masking import MaskOptions
+    from esgar.inference.predict import predict
 
     if args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
         raise EsgarError(f"--out {args.out}: write .csv or .json")
-    options = inference.MaskOptions(
+    if args.explain_method not in explain.METHODS:
+        raise EsgarError(f"--explain-method: evidence method {args.explain_method!r} is not one of "
+                         f"{', '.join(explain.METHODS)}")
+    options = MaskOptions(
         masks_dir=args.masks, masks_format=args.masks_format, label_order=args.label_order,
-        parser=args.parser, parser_weights=args.parser_weights, parse_input=args.parse_input)
+        parser=args.parser, parser_weights=args.parser_weights, parse_input=args.parse_input,
+        point_to="give that folder as --parser-weights DIR (or ready masks as --masks DIR)")
     options.check()
-    table, failures = inference.collect(args.paths, args.photos)
+    table, failures = collect(args.paths, args.photos)
     if table.empty:
         for path, why in failures.items():
             print(f"esgar: {path}: {why}", file=sys.stderr)
         raise EsgarError("no sketch to predict")
+    evidence = (functools.partial(explain.explain_dataset, out_dir=args.explain,
+                                  batch_size=args.batch_size, method=args.explain_method)
+                if args.explain is not None else None)
     with tempfile.TemporaryDirectory(prefix="esgar-model-") as work:
-        predictor = inference.load_predictor(args.model, work, args.device)
-        result = inference.predict(predictor, table, options, args.batch_size, args.explain,
-                                   args.explain_method, failures)
+        predictor = _predictor(args.model, work, args.device)
+        result = predict(predictor, table, options, args.batch_size, evidence, failures)
     if args.out is not None:
         if args.out.suffix.lower() == ".csv":
             write_text(args.out, result.frame().to_csv(index=False))

@@ -1,8 +1,11 @@
-"""Sketches in, class probabilities out: batched inference of a trained `AttributeModel`.
+"""Batched forward passes of an `AttributeModel`: a loader in, logits and probabilities out.
 
     net, info = load_trained("models/esgar")
-    logits, index = predict_logits(net, loader, device)     # {attribute: float [N,C]}, int [N]
+    logits, index = batched_logits(net, loader, device)     # {attribute: float [N,C]}, int [N]
     probs = probabilities(logits)                           # rows sum to 1
+
+Training (validation), evaluation, cross-fitting and `esgar.inference` all go through
+`batched_logits`; predicting new sketches from files is `esgar.inference.predict`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from esgar.log import progress
 
-__all__ = ["attention_batch", "predict_logits", "predictions_frame", "probabilities"]
+__all__ = ["attention_batch", "batched_logits", "predictions_frame", "probabilities"]
 
 
 def probabilities(logits: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
@@ -27,7 +30,7 @@ def probabilities(logits: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, 
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device,
+def batched_logits(model: nn.Module, loader: DataLoader, device: torch.device,
                    amp: bool = False, desc: str | None = None
                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Logits per attribute (float [N, C]) and the dataset row index of each (int [N]).

@@ -19,7 +19,7 @@ import torch
 
 from esgar.data.dataset import SketchDataset
 from esgar.errors import EsgarError
-from esgar.predict import predict_logits
+from esgar.forward import batched_logits
 from esgar.training import make_loader
 
 __all__ = ["Scored", "score_split"]
@@ -53,7 +53,7 @@ def score_split(net: torch.nn.Module, table: pd.DataFrame, split: str, masks: st
     if rows.empty:
         raise EsgarError(f"the sample table has no {split!r} sketches to score")
     ds = SketchDataset.for_model(net, rows, masks, train=False, cache=False)
-    logits, index = predict_logits(net, make_loader(ds, batch_size, False, 0, 0), device,
+    logits, index = batched_logits(net, make_loader(ds, batch_size, False, 0, 0), device,
                                    amp=amp, desc=f"score {split}")
     attrs = tuple(net.attributes)
     truth = ds.labels.numpy()[index]

@@ -28,11 +28,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from esgar import schema
 from esgar.device import check_device, resolve_device
+from esgar.forward import batched_logits
 from esgar.io import atomic_path
 from esgar.log import progress
 from esgar.losses import build_loss, check_loss
 from esgar.metrics import balanced_accuracy, class_counts
-from esgar.predict import predict_logits
 
 __all__ = ["TrainConfig", "TrainResult", "load_checkpoint", "make_loader", "record_epoch",
            "save_checkpoint", "seed_everything", "train", "train_one_epoch", "val_score"]
@@ -278,7 +278,7 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
         epoch = state["epoch"] + 1
         loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device, amp,
                                desc=f"epoch {epoch}/{cfg.epochs}")
-        logits, index = predict_logits(model, val_loader, device, amp)
+        logits, index = batched_logits(model, val_loader, device, amp)
         metrics = {"train/loss": loss, "lr": scheduler.get_last_lr()[0],
                    **val_score(logits, val_labels[index], attrs)}
         if record_epoch(state, epoch, metrics):

@@ -56,9 +56,9 @@ def preflight(repo: str, params: str) -> None:
     with in_repo(repo):
         load_settings(params)
         tracking.check_tracking()
-        settings = ls.Settings.from_env()
-        if settings is not None:
-            ls.check_server(settings)
+        server = ls.Server.from_env()
+        if server is not None:
+            ls.check_server(server)
 
 
 def flow_command(flow: Callable[[str, str], Any], description: str | None

@@ -18,9 +18,9 @@ from flows.cli import flow_command, run_cli
 from flows.report import labelstudio_link
 from flows.retrain import check_services
 from flows.stages import dvc_repro, in_repo, read_json
-from pipeline.params import LabelStudioParams, load
-from pipeline.push import PushParams
-from pipeline.select import SelectParams
+from pipeline.params.base import load
+from pipeline.params.labelstudio import LabelStudioParams, PushParams
+from pipeline.params.select import SelectParams
 
 __all__ = ["relabel_round", "sent_to_annotators"]
 

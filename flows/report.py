@@ -34,13 +34,13 @@ def mlflow_model_link(name: str, version: str) -> str:
 def labelstudio_link(project_title: str) -> str:
     """A markdown link to the Label Studio project, or why there is none."""
     try:
-        settings = ls.Settings.from_env()
-        if settings is None:
+        server = ls.Server.from_env()
+        if server is None:
             return "no Label Studio configured (LABEL_STUDIO_URL unset)"
-        with ls.connect(settings) as client:
+        with ls.connect(server) as client:
             project = ls.find_project(client, project_title)
     except ls.LabelStudioUnavailable as e:
         return f"Label Studio unavailable: {e}"
     if project is None:
-        return f"no project {project_title!r} at {settings.url} yet"
-    return f"[{project_title}]({settings.url}/projects/{project})"
+        return f"no project {project_title!r} at {server.url} yet"
+    return f"[{project_title}]({server.url}/projects/{project})"

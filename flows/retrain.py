@@ -13,12 +13,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from esgar import compare
 from esgar.data.table import load_table
 from esgar.device import resolve_device
 from esgar.integrations import tracking
 from esgar.models.factory import MODEL_FILE
-from esgar.promotion import describe, register_and_decide
+from esgar.promotion import leaderboard
+from esgar.promotion.decide import describe, register_and_decide
 from flows.cli import flow_command, preflight, run_cli
 from flows.report import labelstudio_link, mlflow_model_link, mlflow_run_link
 from flows.settings import load_settings
@@ -32,7 +32,7 @@ check_services = task(preflight, name="check_services", log_prints=True)
 
 @task(retries=1, retry_delay_seconds=10, log_prints=True)
 def register_model(repo: str, params: str) -> dict[str, Any]:
-    """The model the train stage wrote, registered and decided (`esgar.promotion`)."""
+    """The model the train stage wrote, registered and decided (`esgar.promotion.decide`)."""
     logger = get_run_logger()
     with in_repo(repo):
         s = load_settings(params)
@@ -53,7 +53,7 @@ def register_model(repo: str, params: str) -> dict[str, Any]:
         refs = [f"{outcome.name}/{outcome.version}"]
         if outcome.champion_before and outcome.champion_before != outcome.version:
             refs.append(f"{outcome.name}/{outcome.champion_before}")
-        table = compare.markdown(compare.gather(refs, "val"))
+        table = leaderboard.markdown(leaderboard.gather(refs, "val"))
         summary["markdown"] = decision_markdown(summary, table, run_id,
                                                 s.labelstudio.project)
     logger.info("%s v%s: %s - %s", summary["model"], summary["version"], summary["decision"],

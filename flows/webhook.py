@@ -27,7 +27,7 @@ from esgar.log import configure
 from flows.cli import check_prefect, run_cli
 from flows.settings import load_settings
 
-__all__ = ["Counter", "Receiver", "prefect_runner"]
+__all__ = ["RetrainTrigger", "Receiver", "prefect_runner"]
 
 log = logging.getLogger("flows.webhook")
 MAX_BODY = 8 * 1024 * 1024  # a payload with a task and its annotation is a few kB
@@ -43,7 +43,7 @@ def annotations_in(payload: dict[str, Any]) -> int:
 
 
 @dataclass
-class Counter:
+class RetrainTrigger:
     """Counts annotations and starts a run once `threshold` have arrived while none is active.
 
     `start()` starts a run and returns its id; `active(run_id)` says whether a run (the one
@@ -78,7 +78,7 @@ class Counter:
 
 
 def prefect_runner(deployment: str) -> tuple[Callable[[], str], Callable[[str | None], bool]]:
-    """(start, active) for `Counter` against the Prefect server at PREFECT_API_URL."""
+    """(start, active) for `RetrainTrigger` against the Prefect server at PREFECT_API_URL."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -114,12 +114,12 @@ def prefect_runner(deployment: str) -> tuple[Callable[[], str], Callable[[str | 
 
 
 class Receiver(ThreadingHTTPServer):
-    """POST / with a Label Studio webhook payload -> `counter.add`; GET /health -> 200."""
+    """POST / with a Label Studio webhook payload -> `trigger.add`; GET /health -> 200."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], counter: Counter):
-        self.counter = counter
+    def __init__(self, address: tuple[str, int], trigger: RetrainTrigger):
+        self.trigger = trigger
         super().__init__(address, _Handler)
 
     @property
@@ -141,9 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path.rstrip("/") == "/health":
-            self._answer(200, {"pending": self.server.counter.pending,
-                               "threshold": self.server.counter.threshold,
-                               "runs": self.server.counter.runs})
+            self._answer(200, {"pending": self.server.trigger.pending,
+                               "threshold": self.server.trigger.threshold,
+                               "runs": self.server.trigger.runs})
         else:
             self._answer(404, {"error": "POST webhooks to /"})
 
@@ -159,23 +159,23 @@ class _Handler(BaseHTTPRequestHandler):
             return
         n = annotations_in(payload) if isinstance(payload, dict) else 0
         try:
-            started = self.server.counter.add(n) if n else None
+            started = self.server.trigger.add(n) if n else None
         except Exception as e:  # the server must keep receiving; Label Studio does not retry
             log.error("could not start retrain: %s", " ".join(str(e).split())[:300])
             self._answer(503, {"counted": n, "error": "could not start retrain"})
             return
-        self._answer(200, {"counted": n, "pending": self.server.counter.pending,
+        self._answer(200, {"counted": n, "pending": self.server.trigger.pending,
                            "started": started})
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.address_string(), *args)
 
 
-def _poll(counter: Counter, stop: threading.Event) -> None:
+def _poll(trigger: RetrainTrigger, stop: threading.Event) -> None:
     """Annotations that arrived while a run was active start the next one when it is over."""
     while not stop.wait(POLL_S):
         try:
-            counter.maybe_start()
+            trigger.maybe_start()
         except Exception as e:
             log.warning("checking for a finished retrain run failed: %s", str(e)[:300])
 
@@ -191,27 +191,27 @@ def main() -> None:
     s = load_settings(args.params)
     hook, deployment = s.flows.webhook, f"retrain/{s.flows.deployment}"
     check_prefect()
-    settings = ls.Settings.from_env()
-    if settings is None:
+    server = ls.Server.from_env()
+    if server is None:
         raise ls.LabelStudioUnavailable("LABEL_STUDIO_URL is not set: the receiver registers "
                                         "itself with Label Studio's project; see .env.example")
     start, active = prefect_runner(deployment)
-    counter = Counter(hook.min_annotations, start, active)
+    trigger = RetrainTrigger(hook.min_annotations, start, active)
     try:
-        receiver = Receiver((hook.host, hook.port), counter)
+        receiver = Receiver((hook.host, hook.port), trigger)
     except OSError as e:
         raise ls.LabelStudioUnavailable(f"cannot listen on {hook.host}:{hook.port} "
                                         f"({e.strerror}); set flows.webhook.port") from None
     url = args.public_url or receiver.url
-    with ls.connect(settings) as client:
+    with ls.connect(server) as client:
         project = ls.find_project(client, s.labelstudio.project)
         if project is None:
             raise ls.LabelStudioUnavailable(f"no project {s.labelstudio.project!r} at "
-                                            f"{settings.url} yet: run the push stage first")
+                                            f"{server.url} yet: run the push stage first")
         ls.ensure_webhook(client, project, url)
     log.info("listening on %s: %d annotations start %s", url, hook.min_annotations, deployment)
     stop = threading.Event()
-    threading.Thread(target=_poll, args=(counter, stop), daemon=True).start()
+    threading.Thread(target=_poll, args=(trigger, stop), daemon=True).start()
     try:
         receiver.serve_forever()
     finally:

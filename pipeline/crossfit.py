@@ -12,11 +12,8 @@ stay in `crossfit.work`, so an interrupted fold resumes.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-from pydantic import Field
 
 from esgar import schema
 from esgar.active.crossfit import crossfit
@@ -26,25 +23,11 @@ from esgar.masks.store import region_names
 from esgar.metrics import balanced_accuracy
 from esgar.models.factory import check_model_regions, create_model
 from pipeline.common import run_stage, stage_args
-from pipeline.model_params import ModelParams, TrainParams
-from pipeline.params import Positive, Section, load
+from pipeline.params.base import load
+from pipeline.params.model import CrossfitParams, ModelParams, TrainParams
 
 log = logging.getLogger("pipeline.crossfit")
 OWNER = "crossfit"
-
-
-class CrossfitParams(Section):
-    folds: Annotated[int, Field(ge=2)]
-    seed: int
-    epochs: Positive
-    img_size: Annotated[int, Field(ge=16)]
-    batch_size: Positive
-    inner_val_fraction: Annotated[float, Field(gt=0, lt=1)]
-    score_test: bool
-    work: Path
-    out: Path
-    metrics: Path
-    report: Path
 
 
 def main() -> None:

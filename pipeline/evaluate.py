@@ -24,16 +24,16 @@ from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
 from esgar.device import resolve_device
+from esgar.forward import attention_batch, predictions_frame
 from esgar.integrations import tracking
 from esgar.io import write_json, write_text, write_with
 from esgar.metrics import confusion_matrix, evaluate, headline
 from esgar.models.factory import AttributeModel, load_trained
-from esgar.predict import attention_batch, predictions_frame
 from esgar.scoring import score_split
 from esgar.visualize import attention_sheet, denormalise, plot_confusion
 from pipeline.common import run_stage, stage_args
-from pipeline.model_params import EvaluateParams, ModelParams, TrainParams
-from pipeline.params import load
+from pipeline.params.base import load
+from pipeline.params.model import EvaluateParams, ModelParams, TrainParams
 
 log = logging.getLogger("pipeline.evaluate")
 

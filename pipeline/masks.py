@@ -9,117 +9,31 @@ split and region in `masks.report`, and a contact sheet of mask overlays per spl
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
 from PIL import Image
-from pydantic import AfterValidator, Field, model_validator
 
 from esgar.data.table import load_table
-from esgar.device import check_device
 from esgar.io import check_owned, write_json
 from esgar.masks import store
 from esgar.masks.build import (
-    IMPORT_FORMATS,
-    MASK_SOURCES,
     OWNER,
     build_store,
     imported_masks,
     parsed_masks,
     resolve_source,
 )
-from esgar.masks.degrade import Degradation, Degraded, level_items
-from esgar.masks.grids import RULES
-from esgar.masks.labels import LABEL_ORDERS
-from esgar.masks.parsers import PARSERS, PRECISIONS
+from esgar.masks.degrade import Degraded, level_items
 from esgar.masks.quality import contact_sheet, quality_report, shares
-from esgar.masks.regions import check_regions, region_lut
+from esgar.masks.regions import region_lut
 from pipeline.common import run_stage, stage_args
-from pipeline.params import Positive, Section, Share, load, one_of
+from pipeline.params.base import load
+from pipeline.params.masks import MasksParams
 
 log = logging.getLogger("pipeline.masks")
-
-
-class ImportParams(Section):
-    dir: Path
-    format: Annotated[str, one_of(*IMPORT_FORMATS)]
-    label_order: Annotated[str, one_of(*LABEL_ORDERS)]
-    missing_sample: Annotated[str, one_of("error", "empty")]
-    missing_region: Annotated[str, one_of("error", "empty")]
-
-
-NonNegative = Annotated[float, Field(ge=0)]
-
-
-class DegradeParams(Section):
-    """Parser errors put into the masks on purpose (`esgar.masks.degrade`); level 0: none."""
-
-    level: NonNegative
-    seed: int
-    jitter_px: NonNegative
-    morph_px: NonNegative
-    small_miss: Share
-    hair_bleed_px: NonNegative
-    region_miss: Share
-    swap: Share
-    sheet_levels: list[NonNegative]
-
-    def spec(self, level: float | None = None) -> Degradation:
-        return Degradation(**{**self.model_dump(exclude={"seed", "sheet_levels"}),
-                              **({} if level is None else {"level": level})})
-
-
-class ContactSheetParams(Section):
-    n: Annotated[int, Field(ge=0)]
-    seed: int
-    regions: list[str]
-
-
-def _regions(value: dict[str, list[str]]) -> dict[str, list[str]]:
-    check_regions(value)  # its ValueError names the region and the known classes
-    return value
-
-
-class MasksParams(Section):
-    source: Annotated[str, one_of(*MASK_SOURCES)]
-    table: Path
-    parser: Annotated[str, one_of(*PARSERS)]
-    parse_input: Annotated[str, one_of("photo", "sketch")]
-    weights_dir: str
-    device: Annotated[str, AfterValidator(check_device)]
-    batch_size: Positive
-    precision: Annotated[str, one_of(*PRECISIONS)]
-    import_: ImportParams = Field(alias="import")
-    regions: Annotated[dict[str, list[str]], AfterValidator(_regions)]
-    empty_policy: Annotated[str, one_of("fallback", "keep")]
-    fallback: dict[str, str]
-    grids: Annotated[list[tuple[Positive, Positive]], Field(min_length=1)]
-    grid_rule: Annotated[str, one_of(*RULES)]
-    grid_image_size: Annotated[int, Field(ge=8)]
-    tiny_threshold: Share
-    contact_sheet: ContactSheetParams
-    degrade: DegradeParams
-    out: Path
-    metrics: Path  # a folder: empty.json, fell_back.json
-    report: Path
-    plots: Path
-
-    @model_validator(mode="after")
-    def _names_are_regions(self) -> MasksParams:
-        names = set(self.regions)
-        problems = [f"fallback {k} -> {v}: {x!r} is not a region"
-                    for k, v in self.fallback.items() for x in (k, v) if x not in names]
-        problems += [f"contact_sheet.regions: {r!r} is not a region"
-                     for r in self.contact_sheet.regions if r not in names]
-        if problems:
-            raise ValueError("; ".join(problems) + f" (regions: {', '.join(self.regions)})")
-        if self.degrade.level > 0 and self.source != "facexlib" \
-                and self.import_.format == "region_folders":
-            raise ValueError("masks.degrade needs label maps; region folders hold no classes to "
-                             "degrade (set masks.degrade.level: 0, or import label_maps)")
-        return self
+WEIGHTS_SETTING = ("set masks.weights_dir in params.yaml to that folder (or use masks.source: "
+                   "import)")
 
 
 def main() -> None:
@@ -133,7 +47,7 @@ def main() -> None:
     problems: list[str] = []
     if kind == "facexlib":
         source = parsed_masks(table, p.parser, p.weights_dir, p.device, p.batch_size,
-                              p.precision, p.parse_input)
+                              p.precision, p.parse_input, point_to=WEIGHTS_SETTING)
         meta = {"source": kind, "parser": p.parser, "parse_input": p.parse_input,
                 "label_order": p.parser}
     else:

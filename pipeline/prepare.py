@@ -8,10 +8,6 @@ metrics (`prepare.metrics`), those with the class counts per split and the probl
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Annotated
-
-from pydantic import Field
 
 from esgar.active.relabels import read_snapshot
 from esgar.data.fs2k import FS2KError, read_fs2k
@@ -20,21 +16,10 @@ from esgar.io import write_json, write_with
 from esgar.schema import ATTRIBUTE_NAMES, SPLITS
 from esgar.visualize import plot_class_distribution
 from pipeline.common import dataset_kind, run_stage, stage_args
-from pipeline.params import Section, Share, load
+from pipeline.params.base import load
+from pipeline.params.prepare import PrepareParams
 
 log = logging.getLogger("pipeline.prepare")
-
-
-class PrepareParams(Section):
-    root: Path
-    val_fraction: Annotated[float, Field(gt=0, lt=1)]
-    seed: int
-    max_dropped_fraction: Share
-    relabels: Path
-    out: Path
-    metrics: Path
-    report: Path
-    plot: Path
 
 
 def main() -> None:

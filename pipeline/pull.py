@@ -13,34 +13,30 @@ or a refused token stop it with the snapshot untouched.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from esgar.active.annotations import snapshot_rows
 from esgar.integrations import labelstudio as ls
 from esgar.io import write_with
 from pipeline.common import run_stage, stage_args
-from pipeline.params import LabelStudioParams, Section, load
+from pipeline.params.base import load
+from pipeline.params.labelstudio import LabelStudioParams, PullParams
 
 log = logging.getLogger("pipeline.pull")
-
-
-class PullParams(Section):
-    snapshot: Path
 
 
 def main() -> None:
     args = stage_args(__doc__)
     params = load(args.params, labelstudio=LabelStudioParams, pull=PullParams)
     lp, pp = params["labelstudio"], params["pull"]
-    settings = ls.Settings.from_env()
-    if settings is None:
+    server = ls.Server.from_env()
+    if server is None:
         log.warning("no Label Studio configured (LABEL_STUDIO_URL unset): %s stays as it is",
                     pp.snapshot)
         return
-    client = ls.connect(settings)
+    client = ls.connect(server)
     project = ls.find_project(client, lp.project)
     if project is None:
-        log.warning("no project %r at %s yet: %s stays as it is", lp.project, settings.url,
+        log.warning("no project %r at %s yet: %s stays as it is", lp.project, server.url,
                     pp.snapshot)
         return
     snapshot, warnings = snapshot_rows(ls.export_annotations(client, project))

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from pydantic import FilePath
 
 from esgar import schema
 from esgar.active.annotations import build_tasks
@@ -30,18 +29,11 @@ from esgar.io import building_dir, read_parquet, sha256sum, write_json
 from esgar.masks import store
 from esgar.masks.quality import overlay
 from pipeline.common import run_stage, stage_args
-from pipeline.model_params import ModelParams
-from pipeline.params import LabelStudioParams, Section, load
+from pipeline.params.base import load
+from pipeline.params.labelstudio import LabelStudioParams, ModelPaths, PushParams
 
 log = logging.getLogger("pipeline.push")
 OWNER = "push"
-
-
-class PushParams(Section):
-    manifest: Path
-    probs: Path
-    label_config: FilePath
-    out: Path
 
 
 def class_names(frame: pd.DataFrame, column: str) -> dict[str, dict[str, str]]:
@@ -72,10 +64,10 @@ def write_overlays(folder: Path, manifest: pd.DataFrame, table: pd.DataFrame, ma
 
 def main() -> None:
     args = stage_args(__doc__)
-    params = load(args.params, model=ModelParams, labelstudio=LabelStudioParams, push=PushParams)
+    params = load(args.params, model=ModelPaths, labelstudio=LabelStudioParams, push=PushParams)
     mp, lp, pp = params["model"], params["labelstudio"], params["push"]
-    settings = ls.Settings.from_env()
-    client = ls.connect(settings) if settings else None  # checked before any work
+    server = ls.Server.from_env()
+    client = ls.connect(server) if server else None  # checked before any work
     manifest = read_parquet(pp.manifest, "select")
     probs = read_parquet(pp.probs, "crossfit")
     table = load_table(mp.table)
@@ -91,7 +83,7 @@ def main() -> None:
                 "overlay": ls.local_file_url(overlays / f"{sid}.png", root)}
 
     tasks = build_tasks(manifest, guesses, labels, urls, model_version)
-    record = {"server": settings.url if settings else None, "project": lp.project,
+    record = {"server": server.url if server else None, "project": lp.project,
               "model_version": model_version, "tasks": len(tasks)}
     with building_dir(pp.out, OWNER) as tmp:
         (tmp / "overlays").mkdir()
@@ -106,7 +98,7 @@ def main() -> None:
                     len(tasks), pp.out / "tasks.json")
     else:
         log.info("%d tasks in project %r at %s: %d new, %d updated, %d unchanged", len(tasks),
-                 lp.project, settings.url, len(record["created"]), len(record["updated"]),
+                 lp.project, server.url, len(record["created"]), len(record["updated"]),
                  record["unchanged"])
 
 

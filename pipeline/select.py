@@ -15,35 +15,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from esgar import schema
 from esgar.active.relabels import read_snapshot
-from esgar.active.selection import UNCERTAINTIES, select
+from esgar.active.selection import select
 from esgar.errors import ConfigError
 from esgar.io import building_dir, read_parquet, write_json
 from pipeline.common import run_stage, stage_args
-from pipeline.params import Section, load, one_of
+from pipeline.params.base import load
+from pipeline.params.select import SelectParams
 
 log = logging.getLogger("pipeline.select")
 OWNER = "select"
-
-
-class SelectParams(Section):
-    probs: Path
-    relabels: Path
-    splits: Annotated[list[Annotated[str, one_of("train", "val")]], Field(min_length=1)]
-    budget: Annotated[float, Field(gt=0)]  # a share of the sketches (< 1) or a count (>= 1)
-    quota_share: Annotated[float, Field(ge=0, le=1)]
-    uncertainty: Annotated[str, one_of(*UNCERTAINTIES)]
-    out: Path
-    metrics: Path
-    report: Path
 
 
 def budget_count(budget: float, n: int) -> int:

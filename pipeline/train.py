@@ -17,14 +17,15 @@ import torch
 from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
+from esgar.inference.publish import log_served_model
 from esgar.integrations import tracking
 from esgar.io import claim_dir, write_json, write_with
 from esgar.masks.store import mask_recipe, region_names
 from esgar.models.factory import MODEL_FILE, check_model_regions, create_model, save_trained
 from esgar.training import BEST, LAST, seed_everything, train
 from pipeline.common import run_stage, stage_args
-from pipeline.model_params import ModelParams, TrainParams
-from pipeline.params import load
+from pipeline.params.base import load
+from pipeline.params.model import ModelParams, TrainParams
 
 log = logging.getLogger("pipeline.train")
 OWNER = "train"
@@ -56,7 +57,7 @@ def main() -> None:
                        resume=tp.resume, on_epoch=lambda e, m: tracking.log_metrics(m, step=e))
         net.load_state_dict(torch.load(tp.out / BEST, map_location="cpu", weights_only=True))
         net.cpu()
-        tracking.log_model(net, recipe)
+        log_served_model(net, recipe)
         best = result.history[result.best_epoch - 1]
         summary = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                    "stopped_early": result.stopped_early,

@@ -6,8 +6,9 @@
   when that is missing the fixture builds it, and skips only if that fails.
 - `labelstudio` (function): a copy of the template, started by `scripts/labelstudio.sh start`
   on a free port of 127.0.0.1 (~5 s), with a fresh document root in tmp and HOME in tmp (see
-  conftest); yields a `Server`. After the test `scripts/labelstudio.sh stop` ends the server's
-  process group, and the fixture makes sure no process of it is left (SIGKILL otherwise).
+  conftest); yields a `RunningLabelStudio`. After the test `scripts/labelstudio.sh stop` ends
+  the server's process group, and the fixture makes sure no process of it is left (SIGKILL
+  otherwise).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from esgar.integrations.labelstudio import Settings
+from esgar.integrations.labelstudio import Server
 from tests.helpers import REPO, free_port
 
 SCRIPT = REPO / "scripts" / "labelstudio.sh"
@@ -50,15 +51,15 @@ TEXTS = [e.get("value")[1:] for e in _ROOT.iter("Text")]
 
 
 @dataclass(frozen=True)
-class Server:
-    """A running server: `url`, `api_key` (the admin's token), `settings` for the adapter,
+class RunningLabelStudio:
+    """A running server: `url`, `api_key` (the admin's token), `server` for the adapter,
     `document_root` (a tmp folder the test may put files in, served under
     /data/local-files/?d=...), `data_dir`, `pid` (= its process group), `env` (what
     scripts/labelstudio.sh needs to address it) and `start_s` (seconds its start took)."""
 
     url: str
     api_key: str
-    settings: Settings
+    server: Server
     document_root: Path
     data_dir: Path
     pid: int
@@ -169,7 +170,7 @@ def labelstudio_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def labelstudio(labelstudio_template, tmp_path) -> Iterator[Server]:
+def labelstudio(labelstudio_template, tmp_path) -> Iterator[RunningLabelStudio]:
     """A server of its own for the test, on a copy of the template (see the module)."""
     data, docs = tmp_path / "labelstudio-data", tmp_path / "docroot"
     shutil.copytree(labelstudio_template, data)
@@ -177,7 +178,7 @@ def labelstudio(labelstudio_template, tmp_path) -> Iterator[Server]:
     pid, env, seconds = _start(data, docs, START_S)
     url = f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}"
     try:
-        yield Server(url=url, api_key=TOKEN, settings=Settings(url=url, api_key=TOKEN),
+        yield RunningLabelStudio(url=url, api_key=TOKEN, server=Server(url=url, api_key=TOKEN),
                      document_root=docs, data_dir=data, pid=pid, env=env, start_s=seconds)
     finally:
         _stop(pid, env)

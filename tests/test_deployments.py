@@ -113,7 +113,7 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
         assert champion.tags["decision"] == "first champion"
 
         # annotations answered in Label Studio start the next retrain run by themselves
-        with ls.connect(labelstudio.settings) as client:
+        with ls.connect(labelstudio.server) as client:
             project = ls.ensure_project(client, repo_params("labelstudio")["project"],
                                         LABEL_CONFIG)
             data = {**{k: "/data/local-files/?d=x.png" for k in IMAGES},

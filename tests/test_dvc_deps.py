@@ -391,3 +391,51 @@ def test_checker_handles_directories_templates_and_flags(tmp_path: Path) -> None
 
     dvc["stages"]["gone"] = {"cmd": "python -m pipeline.gone", "deps": []}
     assert check_dvc(repo, dvc, params)["gone"].errors
+
+
+# --- paths named once ------------------------------------------------------------------------
+
+OUTPUT_KEYS = ("out", "metrics", "report", "plot", "plots", "history", "bacc", "confusion",
+               "predictions", "work", "snapshot")
+SECTION_OF_STAGE = {"download": "data"}  # otherwise a stage's own section has its name
+
+
+def stage_outputs(stage: Mapping[str, Any]) -> list[str]:
+    """The raw (unresolved) paths of a stage's outs, metrics and plots."""
+    entries = [e for key in ("outs", "metrics", "plots") for e in stage.get(key) or []]
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+
+def param_paths(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Every string value of params.yaml that looks like a path ({dotted key: value})."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out.update(param_paths(value, f"{prefix}{key}."))
+        elif isinstance(value, str) and "/" in value:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_no_output_repeats_a_params_path() -> None:
+    dvc, params = load_yaml(REPO / "dvc.yaml"), load_yaml(REPO / "params.yaml")
+    named = {v: k for k, v in param_paths(params).items()}
+    repeated = [f"stages.{name}: {path} is params.yaml's {named[path]}: write ${{{named[path]}}}"
+                for name, stage in dvc["stages"].items() for path in stage_outputs(stage)
+                if "${" not in path and path in named]
+    assert not repeated, "\n".join(repeated)
+
+
+def test_every_output_setting_is_inside_its_stages_outputs() -> None:
+    dvc, params = load_yaml(REPO / "dvc.yaml"), load_yaml(REPO / "params.yaml")
+    problems = []
+    for name, stage in dvc["stages"].items():
+        section = params.get(SECTION_OF_STAGE.get(name, name)) or {}
+        outs = [resolve_templates(p, params).rstrip("/") for p in stage_outputs(stage)]
+        for key in OUTPUT_KEYS:
+            value = section.get(key)
+            if isinstance(value, str) and not any(value == o or value.startswith(f"{o}/")
+                                                  for o in outs):
+                problems.append(f"stages.{name}: {key} = {value} is not inside its outputs "
+                                f"{outs}")
+    assert not problems, "\n".join(problems)

@@ -13,12 +13,13 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from esgar.data.table import load_table
+from esgar.inference.publish import log_served_model
 from esgar.integrations import registry as reg
 from esgar.integrations import tracking
 from esgar.masks.store import mask_recipe
 from esgar.models.factory import load_trained
-from esgar.promotion import register_and_decide
-from esgar.registry import Policy
+from esgar.promotion.decide import register_and_decide
+from esgar.promotion.policy import Policy
 from esgar.scoring import score_split
 from tests.helpers import commit_all, run, screenshot, set_params
 
@@ -38,7 +39,7 @@ def log_blank_model(repo: Path) -> str:
     for p in net.head.parameters():
         p.data.zero_()
     with tracking.run("blank", {}, {"stage": "test"}) as active:
-        tracking.log_model(net, mask_recipe(repo / "data/masks"))
+        log_served_model(net, mask_recipe(repo / "data/masks"))
     return active.info.run_id
 
 

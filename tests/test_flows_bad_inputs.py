@@ -148,8 +148,8 @@ def test_registering_a_run_the_store_does_not_hold_is_refused(repo, tmp_path, mo
     registered."""
     from esgar.data.table import load_table
     from esgar.integrations.registry import RegistryError
-    from esgar.promotion import register_and_decide
-    from esgar.registry import Policy
+    from esgar.promotion.decide import register_and_decide
+    from esgar.promotion.policy import Policy
 
     monkeypatch.chdir(repo)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from esgar.integrations import labelstudio as ls
-from esgar.integrations.labelstudio import LabelStudioUnavailable, Settings
+from esgar.integrations.labelstudio import LabelStudioUnavailable, Server
 from tests.labelstudio import (
     IMAGES,
     LABEL_CONFIG,
@@ -58,15 +58,15 @@ def failing_within(seconds: float) -> Iterator[None]:
 
 
 
-def test_settings_come_from_the_environment():
-    assert Settings.from_env({}) is None
-    s = Settings.from_env({"LABEL_STUDIO_URL": "http://127.0.0.1:8080/",
+def test_the_server_comes_from_the_environment():
+    assert Server.from_env({}) is None
+    s = Server.from_env({"LABEL_STUDIO_URL": "http://127.0.0.1:8080/",
                            "LABEL_STUDIO_API_KEY": "abc123"})
-    assert s == Settings(url="http://127.0.0.1:8080", api_key="abc123")
+    assert s == Server(url="http://127.0.0.1:8080", api_key="abc123")
     with pytest.raises(LabelStudioUnavailable, match="LABEL_STUDIO_API_KEY"):
-        Settings.from_env({"LABEL_STUDIO_URL": "http://127.0.0.1:8080"})
+        Server.from_env({"LABEL_STUDIO_URL": "http://127.0.0.1:8080"})
     with pytest.raises(LabelStudioUnavailable, match="not an http"):
-        Settings.from_env({"LABEL_STUDIO_URL": "127.0.0.1:8080", "LABEL_STUDIO_API_KEY": "k"})
+        Server.from_env({"LABEL_STUDIO_URL": "127.0.0.1:8080", "LABEL_STUDIO_API_KEY": "k"})
 
 
 def test_local_file_urls_are_paths_under_the_document_root(tmp_path):
@@ -87,7 +87,7 @@ def test_choices_results_round_trip():
 
 
 def test_a_project_is_created_once_and_reused_by_title(labelstudio):
-    with ls.connect(labelstudio.settings) as client:
+    with ls.connect(labelstudio.server) as client:
         first = ls.ensure_project(client, "FS2K relabel", LABEL_CONFIG)
         assert ls.ensure_project(client, "FS2K relabel", LABEL_CONFIG) == first
         # comments and layout do not count as a change of the config
@@ -104,7 +104,7 @@ def test_a_project_is_created_once_and_reused_by_title(labelstudio):
 
 
 def test_bulk_import_with_predictions_in_one_call(labelstudio, caplog):
-    with ls.connect(labelstudio.settings) as client:
+    with ls.connect(labelstudio.server) as client:
         project = ls.ensure_project(client, "FS2K relabel", LABEL_CONFIG)
         tasks = [task(i) for i in range(50)]
         ids = ls.import_tasks(client, project, tasks)
@@ -133,7 +133,7 @@ def test_an_image_task_url_answers_after_local_storage(labelstudio):
     image = write_image(labelstudio.document_root / "sketches" / "sketch 1" / "image0001.jpg")
     url = labelstudio.url + ls.local_file_url(image, labelstudio.document_root)
     token = {"Authorization": f"Token {labelstudio.api_key}"}
-    with ls.connect(labelstudio.settings) as client:
+    with ls.connect(labelstudio.server) as client:
         project = ls.ensure_project(client, "FS2K relabel", LABEL_CONFIG)
         assert httpx.get(url, headers=token).status_code == 404
         storage = ls.ensure_local_storage(client, project, labelstudio.document_root / "sketches")
@@ -147,7 +147,7 @@ def test_an_image_task_url_answers_after_local_storage(labelstudio):
 
 
 def test_annotations_come_back_with_annotator_and_time(labelstudio):
-    with ls.connect(labelstudio.settings) as client:
+    with ls.connect(labelstudio.server) as client:
         project = ls.ensure_project(client, "FS2K relabel", LABEL_CONFIG)
         ids = ls.import_tasks(client, project, [task(i) for i in range(3)])
         before = datetime.now(timezone.utc) - timedelta(seconds=5)
@@ -171,7 +171,7 @@ def test_annotations_come_back_with_annotator_and_time(labelstudio):
 
 @pytest.mark.bad_input(stage="push", kind="service")
 def test_a_wrong_token_is_refused_quickly_naming_the_url(labelstudio):
-    wrong = Settings(url=labelstudio.url, api_key="not-the-token-123")
+    wrong = Server(url=labelstudio.url, api_key="not-the-token-123")
     with failing_within(FAILS_WITHIN_S), pytest.raises(LabelStudioUnavailable) as error:
         ls.connect(wrong)
     message = str(error.value)
@@ -183,7 +183,7 @@ def test_a_wrong_token_is_refused_quickly_naming_the_url(labelstudio):
 def test_a_closed_port_is_reported_quickly_naming_the_url():
     url = f"http://127.0.0.1:{free_port()}"
     with failing_within(FAILS_WITHIN_S), pytest.raises(LabelStudioUnavailable) as error:
-        ls.check_server(Settings(url=url, api_key="whatever"))
+        ls.check_server(Server(url=url, api_key="whatever"))
     assert url in str(error.value) and "connection refused" in str(error.value)
     assert "scripts/labelstudio.sh start" in str(error.value)
 
@@ -191,7 +191,7 @@ def test_a_closed_port_is_reported_quickly_naming_the_url():
 @pytest.mark.bad_input(stage="push", kind="service")
 def test_a_silent_server_is_reported_within_the_timeout(silent_url):
     with failing_within(1.0 + 2.0), pytest.raises(LabelStudioUnavailable) as error:
-        ls.check_server(Settings(url=silent_url, api_key="whatever"), timeout=1.0)
+        ls.check_server(Server(url=silent_url, api_key="whatever"), timeout=1.0)
     assert silent_url in str(error.value) and "no answer within 1 s" in str(error.value)
 
 
@@ -219,7 +219,7 @@ def test_bulk_import_of_fs2k_sized_project(labelstudio, caplog):
     (FACTS: ~2.8 s)."""
     assert len(QUESTIONS) == 7
     tasks = [task(i) for i in range(2104)]
-    with ls.connect(labelstudio.settings) as client:
+    with ls.connect(labelstudio.server) as client:
         project = ls.ensure_project(client, "FS2K relabel", LABEL_CONFIG)
         started = time.monotonic()
         ids = ls.import_tasks(client, project, tasks)

@@ -161,9 +161,9 @@ def test_parser_without_weights_offline_names_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(misc, "download_url_to_file", offline)
     with pytest.raises(ParserWeightsError) as err:
-        load_parser("parsenet", tmp_path / "weights", "cpu")
+        load_parser("parsenet", tmp_path / "weights", "cpu", point_to="set THE_SETTING")
     msg = str(err.value)
-    assert "parsing_parsenet.pth" in msg and "masks.weights_dir" in msg
+    assert "parsing_parsenet.pth" in msg and msg.endswith("set THE_SETTING.")
     assert "releases/download/v0.2.2/parsing_parsenet.pth" in msg
 
 

@@ -88,6 +88,24 @@ def test_a_tracking_server_that_never_answers(inputs, silent_url, monkeypatch, c
     assert silent_url in line and "no answer within" in line
 
 
+@pytest.mark.bad_input(stage="predict", kind="service")
+def test_parser_weights_missing_offline_name_the_option_to_give(inputs, tmp_path, monkeypatch,
+                                                                capsys):
+    from urllib.error import URLError
+
+    import facexlib.utils.misc as misc
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(misc, "download_url_to_file", offline)
+    sketches, _, model = inputs
+    rc, err = predict(capsys, str(sketches), "--model", str(model), "--parser-weights",
+                      str(tmp_path / "weights"))
+    assert rc == 1 and "parsing_bisenet.pth" in err and "--parser-weights DIR" in err
+    assert "params.yaml" not in err  # the user ran a command, not a stage
+
+
 @pytest.mark.bad_input(stage="predict", kind="arguments")
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--out", "pred.txt"], "write .csv or .json"),

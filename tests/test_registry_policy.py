@@ -1,4 +1,4 @@
-"""The promotion policy (`esgar.registry`): a pure function of two models' validation
+"""The promotion policy (`esgar.promotion.policy`): a pure function of two models' validation
 predictions, checked on constructed cases whose answer is known."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from esgar import schema
-from esgar.registry import Policy, compare, decide
+from esgar.promotion.policy import Policy, decide, paired_bootstrap
 
 ATTRS = schema.ATTRIBUTE_NAMES
 POLICY = Policy(confidence=0.95, min_gain=0.0, max_attribute_drop=0.02, bootstrap=2000, seed=0)
@@ -36,7 +36,7 @@ def corrupt(truth: np.ndarray, share: float, seed: int, columns=None) -> np.ndar
 def cmp(truth, challenger, champion, **kw):
     args = {"n_resamples": POLICY.bootstrap, "seed": POLICY.seed,
             "confidence": POLICY.confidence, **kw}
-    return compare(truth, challenger, champion, ATTRS, **args)
+    return paired_bootstrap(truth, challenger, champion, ATTRS, **args)
 
 
 def test_first_model_becomes_champion():

@@ -49,7 +49,7 @@ def test_push_answer_pull_apply(loop):
     manifest = pd.read_parquet(repo / "data/selection/manifest.parquet")
     assert len(pushed["created"]) == manifest["task"].nunique() == pushed["tasks"]
 
-    client = ls.connect(server.settings)
+    client = ls.connect(server.server)
     project = ls.find_project(client, PROJECT)
     tasks = ls.list_tasks(client, project)
     assert [t["id"] for t in tasks] == sorted(pushed["created"])

@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from flows.webhook import Counter, Receiver, annotations_in
+from flows.webhook import Receiver, RetrainTrigger, annotations_in
 
 
 def test_annotations_are_counted_from_the_payloads():
@@ -21,7 +21,7 @@ def test_annotations_are_counted_from_the_payloads():
 
 def test_a_run_starts_at_the_threshold_and_never_two_at_once():
     started, busy = [], {"now": False}
-    counter = Counter(3, start=lambda: started.append(len(started)) or f"run{len(started)}",
+    counter = RetrainTrigger(3, start=lambda: started.append(len(started)) or f"run{len(started)}",
                       active=lambda last: busy["now"])
     assert counter.add(2) is None and counter.pending == 2
     assert counter.add(1) == "run1" and counter.pending == 0
@@ -36,7 +36,7 @@ def test_a_run_starts_at_the_threshold_and_never_two_at_once():
 def receiver():
     def broken() -> str:
         raise RuntimeError("Prefect at http://127.0.0.1:9/api: connection refused")
-    server = Receiver(("127.0.0.1", 0), Counter(1, start=broken, active=lambda last: False))
+    server = Receiver(("127.0.0.1", 0), RetrainTrigger(1, start=broken, active=lambda last: False))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server

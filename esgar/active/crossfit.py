@@ -22,8 +22,8 @@ from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.splits import iterative_folds, iterative_split
 from esgar.device import resolve_device
+from esgar.forward import batched_logits, probabilities
 from esgar.models.factory import AttributeModel
-from esgar.predict import predict_logits, probabilities
 from esgar.training import BEST, TrainConfig, make_loader, seed_everything, train
 
 __all__ = ["assign_folds", "crossfit"]
@@ -63,7 +63,7 @@ def _probs(net: AttributeModel, rows: pd.DataFrame, mask_dir: Path, cfg: TrainCo
     ds = SketchDataset.for_model(net, rows, mask_dir, train=False, cache=False)
     device = resolve_device(cfg.device)
     net.to(device)
-    logits, index = predict_logits(net, make_loader(ds, cfg.batch_size, False, 0, 0), device,
+    logits, index = batched_logits(net, make_loader(ds, cfg.batch_size, False, 0, 0), device,
                                    cfg.amp)
     order = np.argsort(index)
     return {a: p[order] for a, p in probabilities(logits).items()}

@@ -31,7 +31,7 @@ from esgar.data import layout
 from esgar.errors import EsgarError
 from esgar.io import sha256sum, write_json
 from esgar.log import progress as progress_bar
-from esgar.net import probe_target, reachable
+from esgar.connectivity import probe_target, reachable
 
 ARCHIVE = "FS2K.zip"
 SOURCES = ("auto", "gdrive", "url", "local", "synthetic")

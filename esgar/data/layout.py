@@ -21,6 +21,7 @@ SKETCH_EXTENSION: dict[str, str] = {"photo1": ".jpg", "photo2": ".png", "photo3"
 PHOTO_EXTENSION = ".jpg"
 
 _IMAGE_NAME = re.compile(r"^photo(?P<subset>\d+)/image(?P<number>\w+)$")
+_SKETCH_FILE_STEM = re.compile(r"^sketch(?P<number>\w+)$")
 
 
 def parse_image_name(image_name: str) -> tuple[str, str]:
@@ -46,6 +47,13 @@ def sketch_stem(image_name: str) -> str:
     """Path of the sketch under the FS2K root, without extension: `sketch/sketch1/sketch0110`."""
     subset, number = parse_image_name(image_name)
     return f"sketch/sketch{subset}/sketch{number}"
+
+
+def photo_file_stem(sketch_file_stem: str) -> str | None:
+    """FS2K's pairing by file name: the sketch `sketch0110` goes with the photo (and label map)
+    `image0110`; None for a name that is not FS2K's."""
+    m = _SKETCH_FILE_STEM.match(sketch_file_stem)
+    return f"image{m['number']}" if m else None
 
 
 def find_image(root: Path, stem: str) -> Path | None:

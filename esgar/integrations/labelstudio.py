@@ -1,7 +1,7 @@
 """Label Studio, the one module that imports its SDK (label-studio-sdk 2.1.x): projects, tasks
 with pre-annotations, local image storage, annotations and their export.
 
-`Settings.from_env()` reads `LABEL_STUDIO_URL` and `LABEL_STUDIO_API_KEY` (None without a URL:
+`Server.from_env()` reads `LABEL_STUDIO_URL` and `LABEL_STUDIO_API_KEY` (None without a URL:
 callers then work with files). `connect()` first runs `check_server()` (`/health`, then one
 authenticated call, each bounded by a few seconds, no retries) and returns a `Client`. Every
 later call is bounded too (`CALL_TIMEOUT_S`; bulk import and export `BULK_TIMEOUT_S`) and never
@@ -41,7 +41,7 @@ from esgar.errors import EsgarError
 
 __all__ = [
     "BULK_TIMEOUT_S", "CALL_TIMEOUT_S", "CHECK_TIMEOUT_S", "Client", "LabelStudioUnavailable",
-    "Settings", "annotate", "check_server", "choices_answers", "choices_result", "connect",
+    "Server", "annotate", "check_server", "choices_answers", "choices_result", "connect",
     "create_prediction", "delete_predictions", "ensure_local_storage", "ensure_project",
     "ensure_webhook", "ANNOTATION_ACTIONS",
     "find_project",
@@ -57,7 +57,7 @@ PAGE_SIZE = 1000  # tasks per page when listing
 _START_HINT = ("start it (scripts/labelstudio.sh start) or set LABEL_STUDIO_URL to a running "
                "server; unset LABEL_STUDIO_URL to work without one")
 _TOKEN_HINT = ("set LABEL_STUDIO_API_KEY to a user's token (LABEL_STUDIO_USER_TOKEN of "
-               "scripts/labelstudio.sh, or Account & Settings > Access Token in the web UI)")
+               "scripts/labelstudio.sh, or Account & Server > Access Token in the web UI)")
 _log = logging.getLogger(__name__)
 
 
@@ -67,7 +67,7 @@ class LabelStudioUnavailable(EsgarError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class Server:
     """Where the server is: `url` (http(s), no trailing slash), `api_key` (a legacy token or a
     personal access token) and `timeout`, seconds to connect and to answer per ordinary call."""
 
@@ -76,7 +76,7 @@ class Settings:
     timeout: float = CALL_TIMEOUT_S
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings | None:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Server | None:
         """From `LABEL_STUDIO_URL` and `LABEL_STUDIO_API_KEY` (of `environ`, default the
         process's environment); None when no URL is set. A URL that is not http(s) or a URL
         without a key raises `LabelStudioUnavailable`."""
@@ -97,16 +97,16 @@ class Settings:
 
 @dataclass(frozen=True)
 class Client:
-    """A connection made by `connect()`: its settings, the SDK client (`sdk`, for this module's
+    """A connection made by `connect()`: its server, the SDK client (`sdk`, for this module's
     functions only) and its HTTP connection pool; `close()` it, or use it in a `with` block."""
 
-    settings: Settings
+    server: Server
     sdk: Any
     http: httpx.Client
 
     @property
     def url(self) -> str:
-        return self.settings.url
+        return self.server.url
 
     def close(self) -> None:
         self.http.close()
@@ -126,55 +126,55 @@ def _loopback(url: str) -> bool:
         return False
 
 
-def _http(settings: Settings, timeout: float) -> httpx.Client:
+def _http(server: Server, timeout: float) -> httpx.Client:
     # A proxy from the environment never leads to a server on this machine: ignore it there.
-    return httpx.Client(timeout=timeout, trust_env=not _loopback(settings.url))
+    return httpx.Client(timeout=timeout, trust_env=not _loopback(server.url))
 
 
-def _client(settings: Settings) -> Client:
-    http = _http(settings, settings.timeout)
+def _client(server: Server) -> Client:
+    http = _http(server, server.timeout)
     try:
-        sdk = LabelStudio(base_url=settings.url, api_key=settings.api_key,
-                          timeout=settings.timeout, max_retries=0, httpx_client=http)
+        sdk = LabelStudio(base_url=server.url, api_key=server.api_key,
+                          timeout=server.timeout, max_retries=0, httpx_client=http)
     except ApiError as e:  # a personal access token that is expired or malformed
         http.close()
-        raise _unavailable(settings.url, "reading the API key", e, settings.timeout) from None
-    return Client(settings, sdk, http)
+        raise _unavailable(server.url, "reading the API key", e, server.timeout) from None
+    return Client(server, sdk, http)
 
 
-def check_server(settings: Settings, timeout: float = CHECK_TIMEOUT_S) -> str:
-    """Check, cheaply and within bounded time, that Label Studio answers at `settings.url` and
+def check_server(server: Server, timeout: float = CHECK_TIMEOUT_S) -> str:
+    """Check, cheaply and within bounded time, that Label Studio answers at `server.url` and
     accepts its key: GET /health, then GET /api/current-user/whoami, each within `timeout`
     seconds to connect and to answer, without retries. Returns the key's user (an email);
     raises `LabelStudioUnavailable` otherwise."""
-    url = settings.url
+    url = server.url
     try:
-        with _http(settings, timeout) as http:
+        with _http(server, timeout) as http:
             health = http.get(f"{url}/health")
     except httpx.HTTPError as e:
         raise _unavailable(url, "GET /health", e, timeout) from None
     if health.status_code != 200 or "UP" not in health.text:
         raise LabelStudioUnavailable(f"Label Studio at {url}: GET /health answered HTTP "
                                      f"{health.status_code} (is it Label Studio?); {_START_HINT}")
-    with _client(settings) as client:
+    with _client(server) as client:
         user = _call(client, "GET /api/current-user/whoami",
                      lambda o: client.sdk.users.whoami(request_options=o), timeout)
     return str(user.email or user.username or user.id)
 
 
-def connect(settings: Settings, check: bool = True) -> Client:
-    """A `Client` for `settings`, after `check_server(settings)` unless `check` is False."""
+def connect(server: Server, check: bool = True) -> Client:
+    """A `Client` for `server`, after `check_server(server)` unless `check` is False."""
     if check:
-        user = check_server(settings)
-        _log.info("Label Studio at %s answers (user %s)", settings.url, user)
-    return _client(settings)
+        user = check_server(server)
+        _log.info("Label Studio at %s answers (user %s)", server.url, user)
+    return _client(server)
 
 
 def _call(client: Client, what: str, call: Callable[[dict], T],
           timeout: float | None = None) -> T:
     """`call(request_options)`, bounded by `timeout` (default the client's) per request and
     never retried; any failure becomes `LabelStudioUnavailable` naming `what`."""
-    timeout = client.settings.timeout if timeout is None else timeout
+    timeout = client.server.timeout if timeout is None else timeout
     try:
         return call({"timeout": timeout, "max_retries": 0})
     except (httpx.HTTPError, ApiError) as e:

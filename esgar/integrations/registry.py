@@ -28,7 +28,8 @@ from esgar.errors import EsgarError
 from esgar.integrations import tracking  # sets MLflow's bounded HTTP defaults on import
 
 __all__ = ["CHAMPION", "CHALLENGER", "ModelVersion", "RegistryError", "client",
-           "download_model_dir", "download_run_model_dir", "evaluate_run_of", "get_alias",
+           "download_model_dir", "download_ref", "download_run_model_dir", "evaluate_run_of",
+           "get_alias",
            "get_version", "list_versions", "parse_ref", "register", "resolve_ref", "run_metrics",
            "set_alias", "set_tags", "version_of_run"]
 
@@ -163,6 +164,25 @@ def delete_alias(c: MlflowClient, name: str, alias: str) -> None:
 def set_tags(c: MlflowClient, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
     for key, value in tags.items():
         c.set_model_version_tag(name, str(version), key, str(value)[:5000])
+
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def download_ref(ref: str, work_dir: str | Path) -> tuple[Path, str]:
+    """The trained-model folder a registry reference (`models:/NAME@ALIAS`,
+    `models:/NAME/VERSION`, `NAME@ALIAS`, `NAME/VERSION`) or a train run's id names, downloaded
+    under `work_dir`, and a description of it ("NAME version V", "run ID")."""
+    text = str(ref).strip()
+    if parse_ref(text) is None and not RUN_ID.fullmatch(text):
+        raise RegistryError(f"{ref}: no such model folder, and not a registry reference "
+                            "(models:/NAME@ALIAS, models:/NAME/VERSION) or a run id")
+    c = client()
+    found = resolve_ref(c, text)
+    if found:
+        name, version = found
+        return download_model_dir(c, name, version, work_dir), f"{name} version {version}"
+    return download_run_model_dir(c, text, work_dir), f"run {text}"
 
 
 def parse_ref(ref: str) -> tuple[str, str, str] | None:

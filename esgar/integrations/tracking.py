@@ -1,14 +1,15 @@
-"""MLflow runs: params, data version, curves, plots, models (the registry: `registry.py`, the
-only other module that imports MLflow).
+"""MLflow runs: params, data version, curves, plots, models (the registry: `registry.py`; the two
+are the MLflow adapter, and beside them only the served model's code, `esgar.inference.pyfunc`,
+imports MLflow).
 
 Default store: `sqlite:///mlflow.db` in the working directory (the repo root for stages), with
 artifacts in `./mlruns`; `MLFLOW_TRACKING_URI` overrides it. `check_tracking()` tries the store
 with bounded timeouts and raises `TrackingUnavailable` (one line: URI, what failed, what to do);
 `run()` calls it first, and stages call it before any heavy work. Every later MLflow HTTP call is
 bounded too: importing this module sets defaults (which the environment may override) for
-MLflow's request timeout and retries, see `HTTP_DEFAULTS`. The model is logged as a pyfunc
-that takes what a user has, sketches (and optionally photos or masks) as base64 image bytes,
-and returns each attribute's class name and probabilities (`esgar.inference.serve_frame`).
+MLflow's request timeout and retries, see `HTTP_DEFAULTS`. `log_model` logs a pyfunc from its
+code file and a trained-model folder; what that model serves is `esgar.inference`'s business
+(`esgar.inference.publish`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from urllib.request import url2pathname
 import requests
 import yaml
 
+from esgar.connectivity import bounded
 from esgar.errors import EsgarError
-from esgar.net import bounded
 
 # MLflow's defaults (120 s per request, 7 retries with backoff 2) turn a dead server into a
 # ~4 minute wait per call; these bound one call to 3 tries of 20 s plus ~3 s of backoff.
@@ -283,48 +284,31 @@ def log_artifact(path: str | Path, folder: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path=folder)
 
 
-class _AttributeModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: what a user has in, attributes out (`esgar.inference.serve_frame`)."""
-
-    def load_context(self, context) -> None:
-        from esgar.inference import Predictor
-
-        self.predictor = Predictor.from_dir(context.artifacts["model_dir"])
-
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow reads them
-        from esgar.inference import serve_frame
-
-        return serve_frame(self.predictor, model_input)
-
-
-def _signature(attributes: list[str]):
-    """Input: `sketch` (base64 image bytes) and optional `photo` and `masks` (a label-map PNG
-    in the model's label order); output: `esgar.inference.Prediction.frame`'s columns."""
+def _signature(inputs: Mapping[str, bool], outputs: Mapping[str, str]):
+    """Columns in ({name: required}) and out ({name: MLflow type, e.g. "string", "double"})."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    from esgar.inference import result_columns
-
-    inputs = Schema([ColSpec("string", "sketch"), ColSpec("string", "photo", required=False),
-                     ColSpec("string", "masks", required=False)])
-    outputs = Schema([ColSpec("double" if "." in c else "string", c)
-                      for c in [*result_columns(attributes), "fell_back"]])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", c, required=r) for c, r in inputs.items()]),
+        outputs=Schema([ColSpec(t, c) for c, t in outputs.items()]))
 
 
-def log_model(net, masks: Mapping[str, Any], name: str = "model",
-              registered_model_name: str | None = None):
-    """Log `net` (an `AttributeModel`) as a pyfunc that takes sketches as base64 image bytes
-    (see `esgar.inference.serve_frame`); `masks`: the recipe of its masks
-    (`esgar.masks.store.mask_recipe`), saved beside it so the served model makes the same.
-    It is rebuilt from `net.config` (random init) plus its weights."""
+def log_model(net, masks: Mapping[str, Any], *, model_code: str | Path,
+              inputs: Mapping[str, bool], outputs: Mapping[str, str], input_example: Any,
+              name: str = "model", registered_model_name: str | None = None):
+    """Log `net` (an `AttributeModel`) as a pyfunc whose code is the file `model_code` (MLflow's
+    models-from-code: the file calls `mlflow.models.set_model`) and whose `model_dir` artifact
+    is the trained-model folder: `net.config` and weights, and `masks`, the recipe of its masks
+    (`esgar.masks.store.mask_recipe`), so the served model makes the same. `inputs`/`outputs`:
+    the signature's columns; `input_example`: a valid request, stored with the model."""
     from esgar.models.factory import save_trained, save_weights
 
     with tempfile.TemporaryDirectory() as tmp:
         save_trained(tmp, net, save_weights(tmp, net).name, masks=dict(masks))
         return mlflow.pyfunc.log_model(
-            name=name, python_model=_AttributeModel(), artifacts={"model_dir": tmp},
-            signature=_signature(list(net.attributes)),
+            name=name, python_model=str(model_code), artifacts={"model_dir": tmp},
+            signature=_signature(inputs, outputs), input_example=input_example,
             registered_model_name=registered_model_name, pip_requirements=_requirements(),
             code_paths=[str(Path(__file__).resolve().parents[1])],  # the esgar package itself
         )

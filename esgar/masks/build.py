@@ -51,12 +51,15 @@ def resolve_source(source: str, import_dir: str | Path) -> str:
 
 def parsed_masks(table: pd.DataFrame, parser: str, weights_dir: str | Path | None,
                  device: str, batch_size: int, precision: str, parse_input: str = "photo",
-                 model: nn.Module | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                 model: nn.Module | None = None, point_to: str | None = None
+                 ) -> Iterator[tuple[int, np.ndarray]]:
     """(row, canonical label map uint8 [H,W]) per sample, parsed by facexlib in batches from
     the `<parse_input>_path` column (photo or sketch). `model`: the parser already loaded by
-    `load_parser` (else it is loaded here from `weights_dir`)."""
+    `load_parser` (else it is loaded here from `weights_dir`; `point_to`: how the user names
+    that folder, for the message when its weights are missing)."""
     if model is None:
-        model = load_parser(parser, weights_dir or None, device)
+        model = load_parser(parser, weights_dir or None, device,
+                            **({"point_to": point_to} if point_to else {}))
     model = prepare_for_batches(model)
     column = f"{parse_input}_path"
     for start in range(0, len(table), batch_size):

@@ -17,10 +17,10 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from esgar.connectivity import probe_target, reachable, socket_timeout
 from esgar.device import bf16_available, resolve_device
 from esgar.errors import ConfigError, EsgarError
 from esgar.masks.labels import remap
-from esgar.net import probe_target, reachable, socket_timeout
 
 __all__ = ["PARSERS", "PRECISIONS", "ParserWeightsError", "load_parser", "parse_batch",
            "parse_one_reference", "prepare_for_batches"]
@@ -45,21 +45,24 @@ class ParserWeightsError(EsgarError):
     """The parser's weights are not on disk and cannot be downloaded."""
 
 
-def _missing_weights(name: str, where: Path, url: str, why: str) -> ParserWeightsError:
+def _missing_weights(name: str, where: Path, url: str, why: str, point_to: str
+                     ) -> ParserWeightsError:
     file = WEIGHTS[name][0]
     return ParserWeightsError(
         f"the {name} face parser needs its weights {file}, which are not at {where} and "
         f"could not be downloaded ({why}).\n"
-        f"Download {url} on a machine with network, put it in a folder here and set "
-        f"masks.weights_dir in params.yaml to that folder (or use masks.source: import).")
+        f"Download {url} on a machine with network, put it in a folder here and {point_to}.")
 
 
-def load_parser(name: str, weights_dir: str | Path | None, device: str = "auto") -> nn.Module:
+def load_parser(name: str, weights_dir: str | Path | None, device: str = "auto",
+                point_to: str = "pass that folder as the parser's weights folder") -> nn.Module:
     """facexlib's parsing model `name`, in eval mode on `device`.
 
     Weights missing from `weights_dir` (or facexlib's own folder) are downloaded by facexlib,
     whose download has no timeout: the host is probed first, so an unreachable or silent one
-    fails within seconds with a message saying where to put the file."""
+    fails within seconds with a message saying where to put the file. `point_to` ends that
+    message: how the caller's user names the weights folder (the masks stage's setting, the
+    command line's option)."""
     if name not in WEIGHTS:
         raise ConfigError(f"unknown parser {name!r}; use one of {', '.join(WEIGHTS)}")
     from facexlib.parsing import init_parsing_model
@@ -71,7 +74,7 @@ def load_parser(name: str, weights_dir: str | Path | None, device: str = "auto")
     if not local.is_file():
         reason = reachable(*probe_target(url))
         if reason:
-            raise _missing_weights(name, local, url, reason)
+            raise _missing_weights(name, local, url, reason, point_to)
     try:
         with socket_timeout(DOWNLOAD_TIMEOUT_S):
             return init_parsing_model(name, device=str(resolve_device(device)),
@@ -80,7 +83,7 @@ def load_parser(name: str, weights_dir: str | Path | None, device: str = "auto")
         if isinstance(e, RuntimeError) and "state_dict" in str(e):
             raise ParserWeightsError(f"{Path(root or '.') / file}: not {name} weights ({e})"
                                      ) from None
-        raise _missing_weights(name, local, url, f"{type(e).__name__}: {e}") from None
+        raise _missing_weights(name, local, url, f"{type(e).__name__}: {e}", point_to) from None
 
 
 def _to_batch(images_bgr: Sequence[np.ndarray], name: str, device: torch.device) -> torch.Tensor:

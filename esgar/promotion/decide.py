@@ -5,8 +5,8 @@
     outcome.decision.reason, outcome.version, outcome.champion_before
 
 Both the new version and the champion are downloaded from the registry and scored by the same
-code on the current validation split (`esgar.scoring`), then `esgar.registry.decide` applies the
-policy. The decision, its numbers and its reason become tags of the new version; the
+code on the current validation split (`esgar.scoring`), then `esgar.promotion.policy.decide`
+applies the policy. The decision, its numbers and its reason become tags of the new version; the
 `champion` alias moves to it when promoted, else it gets the `challenger` alias. A model that
 is already registered (the run was registered before) is not decided twice.
 """
@@ -28,10 +28,10 @@ from esgar.errors import EsgarError
 from esgar.integrations import registry as reg
 from esgar.metrics import HEADLINE
 from esgar.models.factory import load_trained
-from esgar.registry import Comparison, Decision, Policy, compare, decide
+from esgar.promotion.policy import Comparison, Decision, Policy, decide, paired_bootstrap
 from esgar.scoring import score_split
 
-__all__ = ["Outcome", "headline_tags", "register_and_decide"]
+__all__ = ["Outcome", "describe", "headline_tags", "register_and_decide"]
 
 _log = logging.getLogger(__name__)
 
@@ -122,8 +122,9 @@ def register_and_decide(name: str, train_run_id: str, table: pd.DataFrame, masks
                                            f"re-scored on the current validation split ({e}); "
                                            "promote by hand if intended")
             else:
-                decision = decide(compare(truth, a, b, new_scores.attributes, policy.bootstrap,
-                                          policy.seed, policy.confidence), policy)
+                decision = decide(paired_bootstrap(truth, a, b, new_scores.attributes,
+                                                   policy.bootstrap, policy.seed,
+                                                   policy.confidence), policy)
     decision_tags = {**decision.tags(), "decision.champion_before": before or "none",
                      "decision.policy": _policy_text(policy)}
     reg.set_tags(c, name, version, decision_tags)

@@ -11,8 +11,8 @@ decides. A challenger is promoted when
 
 The first model of a registry has nothing to beat and becomes champion.
 
-    cmp = compare(truth, challenger_pred, champion_pred, attributes, n_resamples=2000, seed=0,
-                  confidence=0.95)            # int arrays [N, A]
+    cmp = paired_bootstrap(truth, challenger_pred, champion_pred, attributes,
+                           n_resamples=2000, seed=0, confidence=0.95)   # int arrays [N, A]
     decision = decide(cmp, policy)           # decide(None, policy): the first model
     decision.promote, decision.reason, decision.tags()
 """
@@ -27,7 +27,7 @@ import numpy as np
 from esgar import schema
 from esgar.metrics import balanced_accuracy_cm, batched_confusion, bootstrap_index
 
-__all__ = ["Comparison", "Decision", "Policy", "compare", "decide"]
+__all__ = ["Comparison", "Decision", "Policy", "decide", "paired_bootstrap"]
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,9 @@ def _as_matrix(y: np.ndarray, n_attrs: int, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def compare(truth: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
-            attributes: Sequence[str], n_resamples: int, seed: int, confidence: float
-            ) -> Comparison:
+def paired_bootstrap(truth: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
+                     attributes: Sequence[str], n_resamples: int, seed: int,
+                     confidence: float) -> Comparison:
     """Paired bootstrap of the gain in mean balanced accuracy.
 
     truth, challenger, champion: int [N, A], class indices per sketch (rows aligned: the same

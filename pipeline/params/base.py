@@ -1,13 +1,13 @@
 """params.yaml, checked before any work: one model per section, every problem in one message.
 
-Each stage script defines the model of its own section (`DataParams` in `pipeline.download`...;
-the model, train and evaluate sections in `pipeline.model_params`) and reads the sections it
-declares in dvc.yaml through `load(path, data=DataParams)`, so a stage imports only the
-registries it checks against. A key that is not known, a value of the wrong type or out of
-range, or a name that is not in its registry (heads, losses, timm backbones, regions,
-attributes...) stops the stage with a `ConfigError` listing every such problem, one line each,
-before anything is read or written. The values live in params.yaml only: the models have no
-defaults.
+The section models live in `pipeline.params.<topic>` (`data`, `prepare`, `masks`, `model`,
+`select`, `labelstudio`, `flows`), apart from the stage scripts, so the stages and the flows
+import the same models and nothing imports a stage script. A stage reads the sections it
+declares in dvc.yaml through `load(path, data=DataParams)`, so it imports only the names it
+checks against. A key that is not known, a value of the wrong type or out of range, or a name
+that is not one of its kind (heads, losses, timm backbones, regions, attributes...) stops the
+stage with a `ConfigError` listing every such problem, one line each, before anything is read
+or written. The values live in params.yaml only: the models have no defaults.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from esgar import schema
 from esgar.errors import ConfigError
 
-__all__ = ["LabelStudioParams", "Positive", "Section", "Share", "attribute_map", "load",
-           "one_of"]
+__all__ = ["Positive", "Section", "Share", "attribute_map", "load", "one_of"]
 
 
 def one_of(*names: str):
-    """A validator accepting exactly `names` (the registry of a setting)."""
+    """A validator accepting exactly `names` (the known values of a setting)."""
     def check(value: str) -> str:
         if value not in names:
             raise ValueError(f"{value!r} is not one of {', '.join(names)}")
@@ -49,14 +48,6 @@ class Section(BaseModel):
     """A params.yaml section: unknown keys are errors, values are read-only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LabelStudioParams(Section):
-    """params.yaml's `labelstudio`, shared by push and pull (the server itself comes from the
-    environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)."""
-
-    project: Annotated[str, Field(min_length=3)]  # Label Studio's own minimum
-    serve: Path  # the folder whose images tasks show, inside the server's document root
 
 
 Positive = Annotated[int, Field(ge=1)]
@@ -121,7 +112,7 @@ def load(path: str | Path, **sections: type[BaseModel]) -> dict[str, Any]:
             out[name] = model.model_validate(raw[name])
         except ValidationError as e:
             problems += [_describe(name, model, err) for err in e.errors()]
-        except ConfigError as e:  # raised by a registry check inside a validator
+        except ConfigError as e:  # raised by a name check inside a validator
             problems.append(f"{name}: {e}")
     if problems:
         head = f"{path}: " + ("1 problem" if len(problems) == 1 else f"{len(problems)} problems")

@@ -1,5 +1,6 @@
-"""params.yaml's `model`, `train` and `evaluate` sections, shared by the train and evaluate
-stages (see `pipeline.params` for how they are checked)."""
+"""params.yaml's `model`, `train`, `evaluate` and `crossfit` sections: the network, how it is
+trained, evaluated and cross-fitted (read by the train, evaluate and crossfit stages and the
+flows). Checking a model section imports the heads and backbones it names."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from esgar.errors import ConfigError
 from esgar.models.backbones import check_backbone_name
 from esgar.models.heads import check_head_kwargs, list_heads
 from esgar.training import TrainConfig
-from pipeline.params import Section, attribute_map, one_of
+from pipeline.params.base import Positive, Section, attribute_map, one_of
 
-__all__ = ["EvaluateParams", "ModelParams", "TrainParams"]
+__all__ = ["CrossfitParams", "EvaluateParams", "ModelParams", "TrainParams"]
 
 
 def _head(value: str) -> str:
@@ -95,3 +96,15 @@ class EvaluateParams(Section):
     confusion: Path
 
 
+class CrossfitParams(Section):
+    folds: Annotated[int, Field(ge=2)]
+    seed: int
+    epochs: Positive
+    img_size: Annotated[int, Field(ge=16)]
+    batch_size: Positive
+    inner_val_fraction: Annotated[float, Field(gt=0, lt=1)]
+    score_test: bool
+    work: Path
+    out: Path
+    metrics: Path
+    report: Path

@@ -1,4 +1,4 @@
-"""What every head shares: the head registry, the per-attribute classifier MLP, pooling helpers.
+"""What every head shares: heads by name, the per-attribute classifier MLP, pooling helpers.
 
 A head is an `nn.Module` built as
 `Head(in_features, attributes, region_names, attribute_regions, **kwargs)` and called as
@@ -22,11 +22,11 @@ from esgar.schema import Attribute
 _HEADS: dict[str, type[nn.Module]] = {}
 
 
-def register_head(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+def named_head(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: make a head buildable by `create_head(name, ...)`."""
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
         if name in _HEADS and _HEADS[name] is not cls:
-            raise ValueError(f"head {name!r} is already registered ({_HEADS[name].__name__})")
+            raise ValueError(f"head name {name!r} is taken ({_HEADS[name].__name__})")
         _HEADS[name] = cls
         return cls
     return wrap

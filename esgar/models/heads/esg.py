@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from esgar.models.heads.common import (check_grids, classifier, flatten_grid, masked_mean,
-                                       region_index, register_head)
+                                       region_index, named_head)
 from esgar.schema import Attribute
 
 POOLINGS = ("mean", "masked_mean")
@@ -108,7 +108,7 @@ class ESGBranch(nn.Module):
         return self.fc(feat), p.mean(1)
 
 
-@register_head("esg")
+@named_head("esg")
 class ESGHead(nn.Module):
     """ESGAR's head: per attribute, the grid gated by that attribute's region -> SA -> pool -> MLP.
 

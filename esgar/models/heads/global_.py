@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from esgar.models.heads.common import classifier, register_head
+from esgar.models.heads.common import classifier, named_head
 from esgar.schema import Attribute
 
 
-@register_head("global")
+@named_head("global")
 class GlobalHead(nn.Module):
     """features [B,C,h,w] -> mean over h,w -> {attribute: MLP -> logits}. Ignores region grids."""
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from esgar.errors import ConfigError
-from esgar.models.heads.common import check_grids, classifier, flatten_grid, register_head
+from esgar.models.heads.common import check_grids, classifier, flatten_grid, named_head
 from esgar.models.heads.esg import choose_num_heads
 from esgar.schema import Attribute
 
@@ -70,7 +70,7 @@ def language_prior(region_weights: torch.Tensor, grids: torch.Tensor) -> torch.T
     return torch.where(den > 0, num / den.clamp_min(1e-12), fallback)
 
 
-@register_head("lsa")
+@named_head("lsa")
 class LSAHead(nn.Module):
     """features [B,C,h,w], grids [B,R,h,w] -> {attribute: logits}.
 

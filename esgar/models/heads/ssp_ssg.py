@@ -32,11 +32,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from esgar.models.heads.common import check_grids, classifier, register_head
+from esgar.models.heads.common import check_grids, classifier, named_head
 from esgar.schema import Attribute
 
 
-@register_head("ssp_ssg")
+@named_head("ssp_ssg")
 class SSPSSGHead(nn.Module):
     """features [B,C,h,w], grids [B,R,h,w] -> {attribute: logits}.
 
