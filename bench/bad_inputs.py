@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 KINDS = {
     "params": "a mistake in params.yaml (type, range, unknown key or name)",
     "data": "bad data: missing, corrupt or inconsistent files",
-    "relabel": "human decisions: time zones, ties, class names",
+    "relabel": "human decisions: time zones, ties, class names, removed accounts, deleted "
+               "tasks, snapshots edited by hand",
     "archive": "hostile archives: zip bombs, links, traversal",
     "service": "an unreachable, silent or dead service",
     "output": "outputs: foreign folders, truncated checkpoints, permissions",

@@ -22,7 +22,7 @@ import pandas as pd
 from benchlib import REPO, free_port
 
 from esgar import schema
-from esgar.active.annotations import build_tasks
+from esgar.active.tasks import build_tasks
 from esgar.integrations import labelstudio as ls
 
 TOKEN = "bench-push-token-0123456789"
@@ -51,8 +51,8 @@ def main() -> None:
         subprocess.run([str(REPO / "scripts/labelstudio.sh"), "start"], env=env, check=True)
         started = time.perf_counter() - start
         try:
-            settings = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
-            client = ls.connect(settings)
+            server = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
+            client = ls.connect(server)
             t = time.perf_counter()
             project = ls.ensure_project(client, "bench: push",
                                         (REPO / "label_config.xml").read_text())

@@ -34,8 +34,8 @@ import yaml
 from benchlib import REPO, build, free_port, stage_run, truth
 
 from esgar import schema
-from esgar.active.annotations import prediction_result
 from esgar.active.relabels import read_snapshot
+from esgar.active.tasks import prediction_result
 from esgar.data.dataset import SketchDataset
 from esgar.data.fs2k import read_fs2k
 from esgar.data.table import build_sample_table
@@ -58,9 +58,9 @@ def start_server(work: Path) -> dict[str, str]:
     return env
 
 
-def answer_all(settings: ls.Server, project_title: str, true: dict) -> int:
+def answer_all(server: ls.Server, project_title: str, true: dict) -> int:
     """The simulated annotator: every question in question answered with the truth."""
-    client = ls.connect(settings)
+    client = ls.connect(server)
     project = ls.find_project(client, project_title)
     n = 0
     for task in ls.list_tasks(client, project):
@@ -91,18 +91,19 @@ def random_manifest(work: Path, budget: int, seed: int) -> Path:
     return path
 
 
-def round_through_labelstudio(work: Path, env: dict, settings: ls.Server, project: str,
+def round_through_labelstudio(work: Path, env: dict, server: ls.Server, project: str,
                               manifest: Path, snapshot: Path, true: dict) -> int:
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["labelstudio"]["project"] = project
     params["push"].update(manifest=str(manifest), out=f"data/labelstudio_{snapshot.stem}")
-    params["pull"]["snapshot"] = str(snapshot)
+    params["pull"].update(snapshot=str(snapshot), answers=str(snapshot.with_suffix(".answers.csv")),
+                          report=str(snapshot.with_suffix(".report.json")))
     path = work / f"params_{snapshot.stem}.yaml"
     path.write_text(yaml.safe_dump(params))
-    client_env = {"LABEL_STUDIO_URL": settings.url, "LABEL_STUDIO_API_KEY": TOKEN,
+    client_env = {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": TOKEN,
                   "LABEL_STUDIO_DOCUMENT_ROOT": str(work)}
     stage_run(work, "push", "--params", str(path), env=client_env)
-    n = answer_all(settings, project, true)
+    n = answer_all(server, project, true)
     stage_run(work, "pull", "--params", str(path), env=client_env)
     return n
 
@@ -156,15 +157,15 @@ def main() -> None:
         true = truth(work)
         budget = int(pd.read_parquet(work / "data/selection/manifest.parquet")["task"].nunique())
         env = start_server(work)
-        settings = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
+        server = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
         try:
             start = time.perf_counter()
             n_select = round_through_labelstudio(
-                work, env, settings, "bench: select", work / "data/selection/manifest.parquet",
+                work, env, server, "bench: select", work / "data/selection/manifest.parquet",
                 work / "data/relabels/snapshot_select.csv", true)
             took = time.perf_counter() - start
             n_random = round_through_labelstudio(
-                work, env, settings, "bench: random", random_manifest(work, budget, 0),
+                work, env, server, "bench: random", random_manifest(work, budget, 0),
                 work / "data/relabels/snapshot_random.csv", true)
         finally:
             subprocess.run([str(REPO / "scripts/labelstudio.sh"), "stop"], env=env)

@@ -86,6 +86,7 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, float]]
+    class_counts: dict[str, list[int]]  # per attribute, the training labels the loss saw
 
 
 def seed_everything(seed: int) -> None:
@@ -181,11 +182,13 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                     scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any],
                     loader: DataLoader, expected: dict[str, Any]) -> None:
     """Everything `load_checkpoint` needs to continue exactly, written atomically."""
-    with atomic_path(path) as tmp:
+    # Saved through a file object: torch then names the archive's root "archive", not after the
+    # temporary file, so the same checkpoint gives the same bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "state": state,
                     "loader_rng": loader.generator.get_state(),
-                    "torch_rng": torch.get_rng_state(), "fingerprint": expected}, tmp)
+                    "torch_rng": torch.get_rng_state(), "fingerprint": expected}, f)
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
@@ -282,8 +285,8 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
         metrics = {"train/loss": loss, "lr": scheduler.get_last_lr()[0],
                    **val_score(logits, val_labels[index], attrs)}
         if record_epoch(state, epoch, metrics):
-            with atomic_path(out_dir / BEST) as tmp:
-                torch.save(model.state_dict(), tmp)
+            with atomic_path(out_dir / BEST) as tmp, open(tmp, "wb") as f:
+                torch.save(model.state_dict(), f)  # same weights, same bytes (see above)
         save_checkpoint(out_dir / LAST, model, optimizer, scheduler, state, train_loader,
                         expected)
         log.info("epoch %d: loss %.4f, val mean balanced acc %.4f%s", epoch, loss,
@@ -293,4 +296,5 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
 
     return TrainResult(best_epoch=state["best_epoch"], best_score=state["best_score"],
                        epochs_run=state["epoch"], stopped_early=state["stale"] >= cfg.patience,
-                       history=state["history"])
+                       history=state["history"],
+                       class_counts={a: [int(n) for n in c] for a, c in counts.items()})

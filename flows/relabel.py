@@ -24,6 +24,9 @@ from pipeline.params.select import SelectParams
 
 __all__ = ["relabel_round", "sent_to_annotators"]
 
+PREFILLS = {"none": "empty (blind)", "current": "from the current label",
+            "model": "from the model's guess", "": "as the push said"}
+
 
 @task(log_prints=True)
 def sent_to_annotators(repo: str, params: str) -> dict[str, Any]:
@@ -38,6 +41,9 @@ def sent_to_annotators(repo: str, params: str) -> dict[str, Any]:
             f"import file {p['push'].out / 'tasks.json'} (no Label Studio configured)"
     questions = Counter(zip(manifest["attribute"], manifest["label"], strict=True))
     return {"tasks": int(pushed.get("tasks", 0)), "questions": len(manifest),
+            "gold_tasks": int(pushed.get("gold_tasks", 0)),
+            "prefill": pushed.get("prefill", ""),
+            "annotators_per_task": int(pushed.get("annotators_per_task", 1)),
             "created": len(pushed.get("created", [])), "updated": len(pushed.get("updated", [])),
             "unchanged": int(pushed.get("unchanged", 0)), "where": where,
             "model_version": pushed.get("model_version", ""),
@@ -47,9 +53,11 @@ def sent_to_annotators(repo: str, params: str) -> dict[str, Any]:
 
 def round_markdown(s: dict[str, Any]) -> str:
     lines = ["# relabel round", "",
-             f"**{s['tasks']} tasks, {s['questions']} questions** sent to {s['where']}: "
-             f"{s['created']} new, {s['updated']} updated, {s['unchanged']} unchanged "
-             f"(pre-annotations by `{s['model_version']}`).", "",
+             f"**{s['tasks']} tasks ({s['gold_tasks']} gold), {s['questions']} questions** "
+             f"sent to {s['where']}: {s['created']} new, {s['updated']} updated, "
+             f"{s['unchanged']} unchanged; questions in doubt start {PREFILLS[s['prefill']]}, "
+             f"{s['annotators_per_task']} annotator(s) per task (model `{s['model_version']}`).",
+             "",
              "| attribute = current label | questions |", "|---|---|"]
     lines += [f"| {k} | {n} |" for k, n in s["by_attribute_class"].items()]
     return "\n".join(lines) + "\n"

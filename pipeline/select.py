@@ -4,11 +4,12 @@ From the out-of-sample probabilities of `crossfit`, per sample and attribute a l
 (prior-corrected confident learning) and an uncertainty (`select.uncertainty`). `quota_share` of
 the budget goes in turns over (attribute, class) strata so minority classes get their share of
 the suspect labels, the rest to the most suspect, then to the least certain (see
-`esgar.active.selection`). A sample x attribute already decided by a human (in the relabel
-snapshot) is never asked again. Outputs: the manifest (`select.out/manifest.parquet`: one row
-per sketch x attribute in question, with the task's rank, the reason, both scores, the model's
-guess and the current label, as class names), the counts as DVC metrics (`select.metrics`), and
-those with the questions per attribute and per class in `select.report`.
+`esgar.active.selection`). A sample x attribute humans settled (decided, or could not tell, in
+the relabel snapshot) is never asked again; a tie or a low-confidence decision may be.
+Outputs: the manifest (`select.out/manifest.parquet`: one row per sketch x attribute in
+question, with the task's rank, the reason, both scores, the model's guess and the current
+label, as class names), the counts as DVC metrics (`select.metrics`), and those with the
+questions per attribute and per class in `select.report`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from esgar import schema
-from esgar.active.relabels import read_snapshot
+from esgar.active.relabels import SETTLED, read_snapshot
 from esgar.active.selection import select
 from esgar.errors import ConfigError
 from esgar.io import building_dir, read_parquet, write_json
@@ -42,8 +43,10 @@ def budget_count(budget: float, n: int) -> int:
 
 
 def decided_pairs(snapshot: pd.DataFrame, sample_ids: pd.Series) -> dict[str, np.ndarray]:
-    """{attribute: bool [N]}: the sample x attribute pairs a human already decided."""
-    done = set(zip(snapshot["sample_id"], snapshot["attribute"], strict=True))
+    """{attribute: bool [N]}: the sample x attribute pairs humans settled (decided, or could not
+    tell); ties and low-confidence decisions may be asked again."""
+    settled = snapshot[snapshot["status"].isin(SETTLED)]
+    done = set(zip(settled["sample_id"], settled["attribute"], strict=True))
     return {a: np.array([(s, a) in done for s in sample_ids]) for a in schema.ATTRIBUTE_NAMES}
 
 

@@ -2,9 +2,10 @@
 
 Outputs: `train.out/` (best.pt, last.pt, model.json: how to rebuild the network, which MLflow
 run holds it and how its masks were made, so `esgar predict` makes the same for new sketches),
-`train.metrics` (DVC metrics: the best epoch and the epochs run), `train.report` (that and the
-best epoch's validation scores) and the per-epoch curves `plots/train/history.csv`. The run, its
-curves and the model go to MLflow.
+`train.metrics` (DVC metrics: the best epoch and the epochs run), `train.report` (that, the
+best epoch's validation scores and the training labels' class counts, which the loss's priors
+come from) and the per-epoch curves `plots/train/history.csv`. The run, its curves and the model
+go to MLflow.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def main() -> None:
         run_id = active.info.run_id
     save_trained(tp.out, net, BEST, mlflow_run_id=run_id, tracking_uri=tracking.tracking_uri(),
                  masks=recipe)
-    write_json(tp.report, summary)
+    # the class counts the loss's priors came from (relabels change them)
+    write_json(tp.report, {**summary, "class_counts": result.class_counts})
     write_json(tp.metrics, {k: summary[k] for k in ("best_epoch", "epochs_run")})
     log.info("best epoch %d, val mean balanced accuracy %.4f (MLflow run %s)",
              result.best_epoch, result.best_score, run_id)

@@ -8,6 +8,11 @@
 #                                    out of date)
 #   scripts/labelstudio.sh stop      stop it (quiet when it is not running)
 #   scripts/labelstudio.sh status    running or not, with its URL (exit status 3: not running)
+#   scripts/labelstudio.sh add-annotators
+#                                    create (or update) the annotator accounts listed in
+#                                    LABEL_STUDIO_ANNOTATORS: "email:password:token ..." (.env),
+#                                    in the data dir's organisation; they log in to the web UI
+#                                    with that password, and clients use that token
 #
 # Settings come from the environment, then from .env at the repository root (LABEL_STUDIO_ENV_FILE
 # names another file); a variable set in the environment wins. .env.example documents them all.
@@ -165,5 +170,70 @@ check_server() {
     || fail_start "$pid" "Label Studio does not say it serves 127.0.0.1:$PORT"
 }
 
+# The accounts of LABEL_STUDIO_ANNOTATORS, created or updated (password, token) directly in
+# the data dir's database by Label Studio's own models, as its `label-studio init` makes the
+# admin; the server may be running. Not admins: they annotate.
+add-annotators() {
+  config
+  require LABEL_STUDIO_ANNOTATORS
+  [ -x "$VENV/bin/python" ] || die "no Label Studio in $VENV; run: scripts/labelstudio.sh install"
+  [ -f "$DATA_DIR/label_studio.sqlite3" ] \
+    || die "no Label Studio database in $DATA_DIR yet; start the server once first"
+  LABEL_STUDIO_BASE_DATA_DIR=$DATA_DIR LABEL_STUDIO_LATEST_VERSION_CHECK=false \
+    LABEL_STUDIO_COLLECT_ANALYTICS=false XDG_CONFIG_HOME=$DATA_DIR/config \
+    "$VENV/bin/python" - <<'PY' 2> >(grep -v -E "^=> |Read environment|casted as|RuntimeWarning|warnings.warn" >&2)
+import os
+import re
+import sys
+
+entries = os.environ["LABEL_STUDIO_ANNOTATORS"].split()
+accounts = []
+for n, entry in enumerate(entries, 1):
+    parts = entry.split(":")
+    if len(parts) != 3:
+        sys.exit(f"labelstudio: error: LABEL_STUDIO_ANNOTATORS entry {n}: expected "
+                 "email:password:token")
+    email, password, token = parts
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+        sys.exit(f"labelstudio: error: LABEL_STUDIO_ANNOTATORS entry {n}: {email!r} is not an "
+                 "email address")
+    if len(password) < 8 or len(token) < 6:
+        sys.exit(f"labelstudio: error: LABEL_STUDIO_ANNOTATORS entry {n} ({email}): the "
+                 "password needs 8 characters and the token 6")
+    accounts.append((email, password, token))
+
+from label_studio.server import _setup_env  # noqa: E402
+
+_setup_env()
+from django.db import transaction  # noqa: E402
+from organizations.models import Organization  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+from users.models import User  # noqa: E402
+
+org = Organization.objects.first()
+if org is None:
+    sys.exit("labelstudio: error: the data dir has no organisation yet; start the server once")
+for email, password, token in accounts:
+    with transaction.atomic():
+        user = User.objects.filter(email=email).first()
+        made = user is None
+        if made:
+            user = User.objects.create_user(email=email, password=password,
+                                            username=email.split("@")[0])
+        else:
+            user.set_password(password)
+        if not org.has_user(user):
+            org.add_user(user)
+        user.active_organization = org
+        user.save()
+        taken = Token.objects.filter(key=token).exclude(user=user).exists()
+        if taken:
+            sys.exit(f"labelstudio: error: {email}: the token is another account's")
+        Token.objects.filter(user=user).delete()
+        Token.objects.create(user=user, key=token)
+    print(f"labelstudio: {'created' if made else 'updated'} annotator {email}")
+PY
+}
+
 load_env_file "${LABEL_STUDIO_ENV_FILE:-.env}"
-service_main "install|start|stop|status" "$@"
+service_main "install|start|stop|status|add-annotators" "$@"

@@ -262,7 +262,7 @@ service_status() {
 # given the rest of the arguments.
 service_main() {
   local usage=$1 command=${2:-}
-  [[ $command =~ ^[a-z]+$ && "|${usage%% *}|" == *"|$command|"* ]] \
+  [[ $command =~ ^[a-z][a-z-]*$ && "|${usage%% *}|" == *"|$command|"* ]] \
     || die "usage: scripts/$SERVICE.sh $usage"
   shift 2
   case $command in

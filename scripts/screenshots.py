@@ -1,7 +1,7 @@
 """The walkthrough's screenshots (docs/walkthrough.md), taken by headless Chromium (Debian's
 `chromium`, driven by Playwright), so they can be made again after any change:
 
-    python scripts/screenshots.py labelstudio   # a pushed task, pre-filled, with its mask overlay
+    python scripts/screenshots.py labelstudio   # a pushed task (questions in doubt empty), overlay
     python scripts/screenshots.py mlflow        # two registry versions' evaluate runs compared
     python scripts/screenshots.py evidence DIR  # `esgar predict --explain DIR` as a page
     python scripts/screenshots.py all DIR       # the three
@@ -93,6 +93,18 @@ def save(page, out: Path, what: str) -> Path:
     return out
 
 
+def logged_in(b, url: str, user: str, password: str):
+    """A new page of browser `b`, logged in to the Label Studio at `url` as `user`."""
+    page = b.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    page.goto(f"{url}/user/login/")
+    page.fill("input[name=email]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/login" not in u)
+    return page
+
+
 def labelstudio(out: Path) -> Path:
     """The first task of the pipeline's project, in the labelling view."""
     env = env_file_settings()
@@ -117,13 +129,7 @@ def labelstudio(out: Path) -> Path:
     if not listed:
         raise ShotError(f"labelstudio: project {title!r} has no tasks: run dvc repro push")
     with browser() as b:
-        page = b.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.goto(f"{url}/user/login/")
-        page.fill("input[name=email]", user)
-        page.fill("input[name=password]", password)
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda u: "/login" not in u)
+        page = logged_in(b, url, user, password)
         page.goto(f"{url}/projects/{project}/data?task={listed[0]['id']}")
         page.get_by_text("Hair colour").first.wait_for()
         page.wait_for_function("() => [...document.images].filter(i => i.src.includes('/data/'))"

@@ -179,6 +179,7 @@ def labelstudio(labelstudio_template, tmp_path) -> Iterator[RunningLabelStudio]:
     url = f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}"
     try:
         yield RunningLabelStudio(url=url, api_key=TOKEN, server=Server(url=url, api_key=TOKEN),
-                     document_root=docs, data_dir=data, pid=pid, env=env, start_s=seconds)
+                                 document_root=docs, data_dir=data, pid=pid, env=env,
+                                 start_s=seconds)
     finally:
         _stop(pid, env)

@@ -264,6 +264,14 @@ CASES = [
          r"a file \(got 'nowhere.xml'\)", {"push": {"label_config": "nowhere.xml"}}),
     Case("project-short", "push", "params", r"labelstudio.project: .*at least 3 characters",
          {"labelstudio": {"project": "x"}}),
+    Case("prefill-unknown", "push", "params", r"push.prefill: 'guess' is not one of none, "
+         r"current, model", {"push": {"prefill": "guess"}}),
+    Case("no-annotator", "push", "params", r"labelstudio.annotators_per_task: .*greater than or "
+         r"equal to 1", {"labelstudio": {"annotators_per_task": 0}}),
+    Case("consensus-unknown", "pull", "params", r"pull.consensus: 'vote' is not one of "
+         r"dawid_skene, majority", {"pull": {"consensus": "vote"}}),
+    Case("confidence-above-1", "pull", "params", r"pull.min_confidence: .*less than or equal "
+         r"to 1", {"pull": {"min_confidence": 1.5}}),
     Case("url-not-http", "pull", "service", r"LABEL_STUDIO_URL='ftp://x' is not an http\(s\) URL",
          env=lambda tmp: {"LABEL_STUDIO_URL": "ftp://x", "LABEL_STUDIO_API_KEY": "k"}),
     Case("key-missing", "push", "service", r"LABEL_STUDIO_API_KEY is not set",

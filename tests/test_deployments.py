@@ -1,9 +1,12 @@
 """The deployments for real: a Prefect server started by `scripts/prefect.sh`, the deployments
 served by `python -m flows.serve`, `prefect deployment run` from another process; then
-annotations in a real Label Studio reach `python -m flows.webhook`, which starts `retrain`."""
+annotations in a real Label Studio reach `python -m flows.webhook`, which starts `retrain`,
+whose pull brings those very answers into the labels, the loss, a new model and the
+registry's decision."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,8 +14,12 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
+from esgar import schema
+from esgar.active.tasks import build_tasks
 from esgar.integrations import labelstudio as ls
 from esgar.integrations import registry as reg
 from tests.helpers import (
@@ -25,7 +32,7 @@ from tests.helpers import (
     set_params,
     stage_env,
 )
-from tests.labelstudio import IMAGES, LABEL_CONFIG, QUESTIONS, TEXTS, TO_NAME
+from tests.labelstudio import LABEL_CONFIG, TO_NAME
 
 pytestmark = pytest.mark.slow
 DEPLOYMENT = "retrain/fs2k"
@@ -89,12 +96,15 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
                                                               tmp_path):
     api, client_env = prefect_server
     hook_port = free_port()
+    # one annotator, not measured on gold, whose answer alone may change a label
     set_params(repo, registry={"model_name": "t-deploy"},
-               flows={"webhook.port": hook_port, "webhook.min_annotations": 2})
+               flows={"webhook.port": hook_port, "webhook.min_annotations": 2},
+               pull={"label_accuracy": 0.0, "min_confidence": 0.6})
     commit_all(repo, "deployment test settings")
     env = {**stage_env(), **client_env,
-           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
-    env.pop("LABEL_STUDIO_URL", None)  # the served flows' pull keeps the snapshot
+           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
+           "LABEL_STUDIO_URL": labelstudio.url, "LABEL_STUDIO_API_KEY": labelstudio.api_key,
+           "LABEL_STUDIO_DOCUMENT_ROOT": str(repo)}
     serve_log, hook_log = tmp_path / "serve.log", tmp_path / "webhook.log"
     with open(serve_log, "w") as out:
         serve = subprocess.Popen(["python", "-m", "flows.serve", "--repo", str(repo)], cwd=repo,
@@ -103,7 +113,7 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
     try:
         wait_for("the served deployments", lambda: {"fs2k"} <= set(deployments(api)), 120,
                  [serve_log])
-        # from another process, as a user would
+        # from another process, as a user would (no project yet: pull has nothing to pull)
         proc = run(["prefect", "deployment", "run", DEPLOYMENT, "--watch",
                     "--watch-timeout", "400"], repo, env=client_env, timeout=450)
         assert "Completed" in proc.stdout + proc.stderr, proc.stdout[-2000:]
@@ -111,20 +121,19 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
         champion = reg.get_alias(c, "t-deploy", reg.CHAMPION)
         assert champion is not None and str(champion.version) == "1"
         assert champion.tags["decision"] == "first champion"
+        before = {name: json.loads((repo / f"reports/{name}.json").read_text())
+                  for name in ("prepare", "train")}
 
-        # annotations answered in Label Studio start the next retrain run by themselves
+        # two sketches asked about their earring, as push asks; two annotators' answers (each
+        # flips the label) reach the webhook receiver, which starts retrain by itself
         with ls.connect(labelstudio.server) as client:
             project = ls.ensure_project(client, repo_params("labelstudio")["project"],
                                         LABEL_CONFIG)
-            data = {**{k: "/data/local-files/?d=x.png" for k in IMAGES},
-                    **{k: "text" for k in TEXTS}}
-            ids = ls.import_tasks(client, project, [{"data": {**data, "sample_id": f"s{i}"}}
-                                                    for i in range(2)])
-            hook_env = {**env, "LABEL_STUDIO_URL": labelstudio.url,
-                        "LABEL_STUDIO_API_KEY": labelstudio.api_key}
+            tasks, flipped = asked_tasks(repo)
+            ids = ls.import_tasks(client, project, tasks)
             with open(hook_log, "w") as out:
                 hook = subprocess.Popen(["python", "-m", "flows.webhook"], cwd=repo,
-                                        env=hook_env, stdout=out, stderr=subprocess.STDOUT)
+                                        env=env, stdout=out, stderr=subprocess.STDOUT)
             health = f"http://127.0.0.1:{hook_port}/health"
 
             def receiving():
@@ -133,17 +142,21 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
                 except httpx.HTTPError:
                     return False
             wait_for("the webhook receiver", receiving, 90, [hook_log])
-            answers = {q: choices[0] for q, choices in QUESTIONS.items()}
-            ls.annotate(client, ids[0], ls.choices_result(answers, TO_NAME))
-            time.sleep(2)
-            assert not flow_runs(api, "webhook"), "one annotation must not start a run"
-            ls.annotate(client, ids[1], ls.choices_result(answers, TO_NAME))
+            for task_id, task in zip(ids, tasks, strict=True):
+                answers = {**task["data"]["labels"], "earring": flipped[task["data"]["sample_id"]]}
+                ls.annotate(client, task_id, ls.choices_result(answers, TO_NAME, origins={
+                    a: "manual" if a == "earring" else "prediction" for a in answers}),
+                    lead_time=7.0)
+                if task_id == ids[0]:  # one is under flows.webhook.min_annotations
+                    counted = wait_for("the first annotation counted", lambda: httpx.get(
+                        health, timeout=2).json()["pending"] == 1, 30, [hook_log])
+                    assert counted and not flow_runs(api, "webhook")
 
         def finished():
             runs = flow_runs(api, "webhook")
             return runs if runs and runs[0]["state"]["type"] in ("COMPLETED", "FAILED",
                                                                   "CRASHED") else None
-        runs = wait_for("a retrain run started by the annotations", finished, 400,
+        runs = wait_for("a retrain run started by the annotations", finished, 600,
                         [hook_log, serve_log])
         assert len(runs) == 1 and runs[0]["state"]["type"] == "COMPLETED", runs
         assert httpx.get(health, timeout=2).json()["pending"] == 0
@@ -152,3 +165,46 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
             stop(hook)
         stop(serve)
     assert "Traceback" not in hook_log.read_text()
+
+    # the answers that started the run went all the way: snapshot, sample table, the loss's
+    # class counts, a new model, evaluated, registered and decided
+    snap = pd.read_csv(repo / "data/relabels/snapshot.csv", dtype=str, keep_default_na=False)
+    assert sorted(zip(snap["sample_id"], snap["label"], snap["status"], strict=True)) == \
+        sorted((sid, label, "decided") for sid, label in flipped.items())
+    assert json.loads((repo / "metrics/prepare.json").read_text())["relabeled"] == 2
+    table = pd.read_parquet(repo / "data/prepared/samples.parquet").set_index("sample_id")
+    earring = schema.BY_NAME["earring"]
+    for sid, label in flipped.items():
+        assert earring.classes[table.loc[sid, "earring"]] == label
+    shift = np.zeros(2, int)
+    for sid, label in flipped.items():
+        shift[earring.classes.index(label)] += 1
+        shift[int(table.loc[sid, "earring_orig"])] -= 1
+    after = {name: json.loads((repo / f"reports/{name}.json").read_text())
+             for name in ("prepare", "train")}
+    counts = [np.array(r["class_counts"]["train"]["earring"])
+              for r in (before["prepare"], after["prepare"])]
+    assert (counts[1] - counts[0]).tolist() == shift.tolist()
+    assert (np.array(after["train"]["class_counts"]["earring"])
+            - np.array(before["train"]["class_counts"]["earring"])).tolist() == shift.tolist()
+    versions = reg.list_versions(reg.client(), "t-deploy")
+    assert [str(v.version) for v in versions] == ["1", "2"]
+    assert versions[1].tags["decision"] in ("promoted", "challenger")
+    assert versions[1].tags["train_run_id"] != versions[0].tags["train_run_id"]
+
+
+def asked_tasks(repo: Path) -> tuple[list[dict], dict[str, str]]:
+    """Push's tasks (esgar.active.tasks.build_tasks) asking two training sketches' earring,
+    blind; and the other class of each, which the annotators will answer."""
+    table = pd.read_parquet(repo / "data/prepared/samples.parquet")
+    rows = table[table["split"] == "train"].head(2)
+    names = {sid: {a.name: a.classes[int(r[a.name])] for a in schema.ATTRIBUTES}
+             for sid, (_, r) in zip(rows["sample_id"], rows.iterrows(), strict=True)}
+    manifest = pd.DataFrame({"task": [0, 1], "sample_id": list(names), "attribute": "earring",
+                             "score": 0.5})
+    urls = dict.fromkeys(("sketch", "photo", "overlay"), "/data/local-files/?d=x.png")
+    tasks = build_tasks(manifest, names, names, lambda sid: urls, "test")
+    earring = schema.BY_NAME["earring"]
+    flipped = {sid: next(c for c in earring.classes if c != names[sid]["earring"])
+               for sid in names}
+    return tasks, flipped

@@ -396,7 +396,7 @@ def test_checker_handles_directories_templates_and_flags(tmp_path: Path) -> None
 # --- paths named once ------------------------------------------------------------------------
 
 OUTPUT_KEYS = ("out", "metrics", "report", "plot", "plots", "history", "bacc", "confusion",
-               "predictions", "work", "snapshot")
+               "predictions", "work", "snapshot", "answers")
 SECTION_OF_STAGE = {"download": "data"}  # otherwise a stage's own section has its name
 
 

@@ -113,12 +113,14 @@ def test_bulk_import_with_predictions_in_one_call(labelstudio, caplog):
         assert [listed[i]["data"] for i in ids] == [t["data"] for t in tasks]  # ids in order
         assert all(t["predictions"] == 1 and t["annotations"] == 0 for t in listed.values())
 
-        ls.update_task_data(client, ids[0], {**tasks[0]["data"], "sample_id": "renamed"})
+        ls.update_task(client, ids[0], {**tasks[0]["data"], "sample_id": "renamed"},
+                       {"gold": {"hair": "with_hair"}})
         assert ls.delete_predictions(client, ids[0]) == 1
         ls.create_prediction(client, ids[0], ls.choices_result({"hair": "without_hair"}, TO_NAME),
                              model_version="v2", score=0.9)
         first = {t["id"]: t for t in ls.list_tasks(client, project)}[ids[0]]
         assert first["data"]["sample_id"] == "renamed" and first["predictions"] == 1
+        assert first["meta"] == {"gold": {"hair": "with_hair"}}
 
         # a prediction that is no choice of the config is refused, and nothing is created
         bad = task(50)

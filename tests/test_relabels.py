@@ -158,7 +158,8 @@ def test_the_sample_table_carries_relabels(tmp_path):
 
 @pytest.mark.bad_input(stage="prepare", kind="relabel")
 def test_snapshot_file_errors(tmp_path):
-    assert read_snapshot(tmp_path / "absent.csv").empty
+    absent = read_snapshot(tmp_path / "absent.csv")
+    assert absent.empty and "status" in absent.columns  # select reads it before any pull
     out, warnings = apply_relabels(fs2k_table(), read_snapshot(tmp_path / "absent.csv"))
     assert warnings == [] and (out["hair_source"] == "fs2k").all()
     bad = tmp_path / "snap.csv"
@@ -178,12 +179,15 @@ def test_ties_and_unsure_answers_are_recorded_not_applied(tmp_path):
     path.write_text(f"{header}\n"
                     f"{S0},gender,,male,a+b,2026-01-01T09:00:00Z,1,tie\n"
                     f"{S1},gender,female,male,a,2026-01-01T09:00:00Z,2,unsure\n"
+                    f"{S1},smile,1,0,a,2026-01-01T09:00:00Z,2,low_confidence\n"
                     f"{S1},hair,1,0,a,2026-01-01T09:00:00Z,2,decided\n")
     out, warnings = apply_relabels(fs2k_table(), read_snapshot(path))
     out = out.set_index("sample_id")
     assert warnings == []
     assert out.loc[S0, "gender"] == 0 and out.loc[S1, "gender"] == 0
+    assert out.loc[S1, "smile"] == 0 and out.loc[S1, "smile_source"] == "fs2k"  # not sure enough
     assert out.loc[S1, "hair"] == 1 and out.loc[S1, "hair_source"] == "relabel"
     path.write_text(f"{header}\n{S0},gender,1,0,a,2026-01-01T09:00:00Z,1,maybe\n")
-    with pytest.raises(RelabelError, match="status 'maybe' is not one of decided, tie, unsure"):
+    with pytest.raises(RelabelError, match="status 'maybe' is not one of decided, "
+                                           "low_confidence, tie, unsure"):
         read_snapshot(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from cleanlab.count import get_confident_thresholds
 from cleanlab.rank import get_label_quality_scores
@@ -125,3 +126,13 @@ def test_select_on_too_small_a_pool_returns_what_there_is():
     tasks = select(labels, probs, budget=10, **SETTINGS)
     assert sorted(t[0].sample for t in tasks) == [0, 1, 2]
     assert tasks[0][0].sample == 2 and tasks[0][0].reason == "suspect"  # it reaches class 1
+
+
+def test_settled_pairs_are_not_asked_again_ties_and_unsure_decisions_may_be():
+    from pipeline.select import decided_pairs
+
+    snapshot = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "attribute": "earring",
+                             "status": ["decided", "unsure", "tie", "low_confidence"]})
+    done = decided_pairs(snapshot, pd.Series(["a", "b", "c", "d", "e"]))
+    assert done["earring"].tolist() == [True, True, False, False, False]
+    assert not any(done["smile"])

@@ -211,3 +211,13 @@ def test_a_last_batch_of_one_is_dropped_in_training_only(tmp_path):
     assert r.epochs_run == 1
     assert len(make_loader(Toy(17, 0), 8, True, 0, 0)) == 2
     assert len(make_loader(Toy(17, 0), 8, False, 0, 0)) == 3  # prediction keeps every sketch
+
+
+def test_the_same_weights_are_the_same_bytes(tmp_path):
+    """torch.save names its archive after the file it writes; saved through the temporary file
+    of an atomic write, every save would differ (and DVC would see a new model each run)."""
+    from esgar.models.factory import save_weights
+
+    net = torch.nn.Linear(4, 2)
+    first, second = save_weights(tmp_path / "a", net), save_weights(tmp_path / "b", net)
+    assert first.read_bytes() == second.read_bytes()

@@ -1,10 +1,13 @@
 """Human relabels: the snapshot `pull` writes, and how it is applied on top of FS2K's labels.
 
 The snapshot is a CSV, one row per sample x attribute decision:
-`sample_id, attribute, label, previous, annotator, annotated_at, task_id, status`.
-`status` is `decided` (applied), `tie` (annotators disagreed) or `unsure` (an annotator could
-not tell, or the image is bad): the last two are recorded, so the question is not asked again,
-and never applied. A snapshot without the column holds decisions only.
+`sample_id, attribute, label, previous, annotator, annotated_at, task_id, status` (and, from
+`pull`, `confidence` and `votes`: the consensus's probability of the label and how many
+annotators' answers it rests on). `status` is `decided` (applied), `low_confidence` (the
+consensus is not sure enough), `tie` (annotators disagreed evenly) or `unsure` (an annotator
+could not tell, or the image is bad): the last three are recorded and never applied; `select`
+asks `low_confidence` and `tie` again (more answers may settle them), never `decided` or
+`unsure`. A snapshot without the column holds decisions only.
 
 Rules of `apply_relabels`:
 
@@ -35,7 +38,8 @@ from esgar.errors import EsgarError
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
     "sample_id", "attribute", "label", "previous", "annotator", "annotated_at", "task_id",
 )  # and `status`, optional
-STATUSES: tuple[str, ...] = ("decided", "tie", "unsure")
+STATUSES: tuple[str, ...] = ("decided", "low_confidence", "tie", "unsure")
+SETTLED: tuple[str, ...] = ("decided", "unsure")  # never asked again
 SOURCE_ORIGINAL = "fs2k"
 SOURCE_RELABEL = "relabel"
 
@@ -58,7 +62,7 @@ def read_snapshot(path: str | Path) -> pd.DataFrame:
     empty snapshot. Raises RelabelError for an unreadable CSV or missing columns."""
     path = Path(path)
     if not path.exists():
-        return pd.DataFrame(columns=list(SNAPSHOT_COLUMNS))
+        return pd.DataFrame(columns=[*SNAPSHOT_COLUMNS, "status"])
     try:
         # All text: a column mixing indices and class names must not be half converted.
         snap = pd.read_csv(path, dtype=str)

@@ -40,12 +40,11 @@ from label_studio_sdk.core.api_error import ApiError
 from esgar.errors import EsgarError
 
 __all__ = [
-    "BULK_TIMEOUT_S", "CALL_TIMEOUT_S", "CHECK_TIMEOUT_S", "Client", "LabelStudioUnavailable",
-    "Server", "annotate", "check_server", "choices_answers", "choices_result", "connect",
-    "create_prediction", "delete_predictions", "ensure_local_storage", "ensure_project",
-    "ensure_webhook", "ANNOTATION_ACTIONS",
-    "find_project",
-    "export_annotations", "import_tasks", "list_tasks", "local_file_url", "update_task_data",
+    "ANNOTATION_ACTIONS", "BULK_TIMEOUT_S", "CALL_TIMEOUT_S", "CHECK_TIMEOUT_S", "Client",
+    "LabelStudioUnavailable", "Server", "annotate", "check_server", "choices_answers",
+    "choices_result", "connect", "create_prediction", "delete_predictions",
+    "ensure_local_storage", "ensure_project", "ensure_webhook", "export_annotations",
+    "find_project", "import_tasks", "list_tasks", "local_file_url", "next_task", "update_task",
 ]
 
 T = TypeVar("T")
@@ -242,18 +241,24 @@ def find_project(client: Client, title: str) -> int | None:
     return int(ids[0]) if ids else None
 
 
-def ensure_project(client: Client, title: str, label_config: str) -> int:
+def ensure_project(client: Client, title: str, label_config: str,
+                   annotators_per_task: int = 1) -> int:
     """The id of the project titled exactly `title` (the oldest one if there are several),
     created with `label_config` (XML text) if none exists; an existing project whose config
-    differs (comments and whitespace aside) gets `label_config`."""
+    differs (comments and whitespace aside) gets `label_config`. Every task is answered by
+    `annotators_per_task` different annotators (Label Studio's overlap: its label stream never
+    gives one person the same task twice), and pre-annotations pre-fill the labelling view."""
     projects = _call(client, f"listing projects titled {title!r}",
                      lambda o: list(client.sdk.projects.list(title=title, request_options=o)))
     ids = sorted(p.id for p in projects if p.title == title)
+    overlap = {"maximum_annotations": annotators_per_task, "overlap_cohort_percentage": 100}
     if not ids:
         created = _call(client, f"creating project {title!r}",
-                        lambda o: client.sdk.projects.create(title=title, label_config=label_config,
-                                                             request_options=o))
-        _log.info("Label Studio: created project %d %r", created.id, title)
+                        lambda o: client.sdk.projects.create(
+                            title=title, label_config=label_config, show_collab_predictions=True,
+                            request_options=o, **overlap))
+        _log.info("Label Studio: created project %d %r (%d annotator(s) per task)", created.id,
+                  title, annotators_per_task)
         return int(created.id)
     if len(ids) > 1:
         _log.warning("Label Studio: %d projects are titled %r; using the oldest, %d",
@@ -266,6 +271,12 @@ def ensure_project(client: Client, title: str, label_config: str) -> int:
               lambda o: client.sdk.projects.update(project_id, label_config=label_config,
                                                    request_options=o))
         _log.info("Label Studio: updated the label config of project %d %r", project_id, title)
+    if any(getattr(current, k, None) != v for k, v in overlap.items()):
+        _call(client, f"setting {annotators_per_task} annotator(s) per task in project "
+                      f"{project_id}",
+              lambda o: client.sdk.projects.update(project_id, request_options=o, **overlap))
+        _log.info("Label Studio: project %d now asks %d annotator(s) per task", project_id,
+                  annotators_per_task)
     return int(project_id)
 
 
@@ -353,23 +364,50 @@ def import_tasks(client: Client, project_id: int, tasks: Sequence[Mapping[str, A
 
 
 def list_tasks(client: Client, project_id: int) -> list[dict[str, Any]]:
-    """Every task of project `project_id`, by id: `{"id": int, "data": dict, "annotations":
-    int (submitted, not skipped), "predictions": int}`; `PAGE_SIZE` tasks per request."""
+    """Every task of project `project_id`, by id: `{"id": int, "data": dict, "meta": dict,
+    "annotations": int (submitted, not skipped), "predictions": int}`; `PAGE_SIZE` tasks per
+    request."""
     # Only the fields needed: the full task_only rows make listing ~4x slower.
     tasks = _call(client, f"listing the tasks of project {project_id}",
                   lambda o: list(client.sdk.tasks.list(
                       project=project_id, fields="task_only", page_size=PAGE_SIZE,
-                      include="id,data,total_annotations,total_predictions", request_options=o)))
+                      include="id,data,meta,total_annotations,total_predictions",
+                      request_options=o)))
     out = [{"id": int(t.id), "data": dict(t.data or {}),
+            "meta": dict(getattr(t, "meta", None) or {}),
             "annotations": int(t.total_annotations or 0),
             "predictions": int(t.total_predictions or 0)} for t in tasks]
     return sorted(out, key=lambda t: t["id"])
 
 
-def update_task_data(client: Client, task_id: int, data: Mapping[str, Any]) -> None:
-    """Replace task `task_id`'s data with `data` (its annotations and predictions stay)."""
-    _call(client, f"updating the data of task {task_id}",
-          lambda o: client.sdk.tasks.update(str(task_id), data=dict(data), request_options=o))
+def update_task(client: Client, task_id: int, data: Mapping[str, Any],
+                meta: Mapping[str, Any] | None = None) -> None:
+    """Replace task `task_id`'s data (and meta) with `data` and `meta` (its annotations and
+    predictions stay)."""
+    _call(client, f"updating task {task_id}",
+          lambda o: client.sdk.tasks.update(str(task_id), data=dict(data),
+                                            meta=dict(meta or {}), request_options=o))
+
+
+def next_task(client: Client, project_id: int) -> dict[str, Any] | None:
+    """The task Label Studio's label stream gives the key's user next in project `project_id`
+    (what the labelling view opens: overlap and who answered what respected), as `{"id", "data",
+    "predictions": [result, ...]}`; None when it has none left for them."""
+    url = f"{client.url}/api/projects/{project_id}/next/"
+    try:
+        answer = client.http.get(url, headers={"Authorization": f"Token {client.server.api_key}"})
+    except httpx.HTTPError as e:
+        raise _unavailable(client.url, f"asking for the next task of project {project_id}", e,
+                           client.server.timeout) from None
+    if answer.status_code == 404:
+        return None
+    if answer.status_code != 200:
+        raise LabelStudioUnavailable(f"Label Studio at {client.url}: the next task of project "
+                                     f"{project_id}: HTTP {answer.status_code} "
+                                     f"({_detail(answer.text)})")
+    task = answer.json()
+    return {"id": int(task["id"]), "data": dict(task.get("data") or {}),
+            "predictions": [p.get("result") or [] for p in task.get("predictions") or []]}
 
 
 def delete_predictions(client: Client, task_id: int) -> int:
@@ -408,10 +446,11 @@ def annotate(client: Client, task_id: int, result: list[dict[str, Any]], *,
 def export_annotations(client: Client, project_id: int,
                        all_tasks: bool = False) -> list[dict[str, Any]]:
     """Project `project_id`'s tasks that have an annotation, skipped ones included (every task
-    with `all_tasks`), by id, from one JSON export: `{"id": int, "data": dict, "annotations":
-    [{"id": int, "result": list, "completed_by": str (the annotator's email, else their user
-    id), "created_at": str, "updated_at": str (ISO 8601, UTC), "was_cancelled": bool,
-    "lead_time": float | None}]}`, annotations by id."""
+    with `all_tasks`), by id, from one JSON export: `{"id": int, "data": dict, "meta": dict,
+    "annotations": [{"id": int, "result": list, "completed_by": str (the annotator's email,
+    else their user id; None for an account removed since), "created_at": str, "updated_at":
+    str (ISO 8601, UTC), "was_cancelled": bool, "lead_time": float | None}]}`, annotations by
+    id."""
     raw = _call(client, f"exporting project {project_id}",
                 lambda o: b"".join(client.sdk.projects.exports.download_sync(
                     project_id, export_type="JSON", download_all_tasks=all_tasks,
@@ -430,21 +469,27 @@ def _exported_task(task: dict[str, Any], emails: Mapping[int, str]) -> dict[str,
             who = who.get("email") or who.get("id")
         annotations.append({
             "id": int(a["id"]), "result": a.get("result") or [],
-            "completed_by": emails.get(who, str(who)), "created_at": a.get("created_at"),
+            "completed_by": None if who is None else emails.get(who, str(who)),
+            "created_at": a.get("created_at"),
             "updated_at": a.get("updated_at"), "was_cancelled": bool(a.get("was_cancelled")),
             "lead_time": a.get("lead_time"),
         })
     return {"id": int(task["id"]), "data": task.get("data") or {},
+            "meta": task.get("meta") or {},
             "annotations": sorted(annotations, key=lambda a: a["id"])}
 
 
-def choices_result(answers: Mapping[str, str | Sequence[str]],
-                   to_name: str) -> list[dict[str, Any]]:
+def choices_result(answers: Mapping[str, str | Sequence[str]], to_name: str,
+                   origins: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """A result answering Choices questions: {question (a Choices `name`): its choice, or a list
     of choices for a multiple-choice question} -> Label Studio's regions on the object `to_name`
-    (the questions' `toName`). A choice is its `alias` where it has one, else its `value`."""
+    (the questions' `toName`). A choice is its `alias` where it has one, else its `value`.
+    `origins`: {question: origin}, the mark the labelling view gives each item (`manual`,
+    `prediction`, `prediction-changed`), for a client that answers as that view would."""
+    origins = origins or {}
     return [{"from_name": q, "to_name": to_name, "type": "choices",
-             "value": {"choices": [a] if isinstance(a, str) else list(a)}}
+             "value": {"choices": [a] if isinstance(a, str) else list(a)},
+             **({"origin": origins[q]} if q in origins else {})}
             for q, a in answers.items()]
 
 

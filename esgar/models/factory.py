@@ -130,8 +130,8 @@ def save_trained(model_dir: str | Path, net: AttributeModel, weights: str = "bes
 def save_weights(model_dir: str | Path, net: nn.Module, weights: str = "best.pt") -> Path:
     """`net`'s state dict as `model_dir/weights`, written atomically."""
     path = Path(model_dir) / weights
-    with atomic_path(path) as tmp:
-        torch.save(net.state_dict(), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(net.state_dict(), f)  # a file object: the same weights give the same bytes
     return path
 
 

@@ -9,7 +9,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field, FilePath
 
-from pipeline.params.base import Section, attribute_map
+from esgar.active.consensus import METHODS
+from esgar.active.tasks import PREFILLS
+from pipeline.params.base import Positive, Section, Share, attribute_map, one_of
 
 __all__ = ["LabelStudioParams", "ModelPaths", "PullParams", "PushParams"]
 
@@ -19,17 +21,34 @@ class LabelStudioParams(Section):
 
     project: Annotated[str, Field(min_length=3)]  # Label Studio's own minimum
     serve: Path  # the folder whose images tasks show, inside the server's document root
+    annotators_per_task: Annotated[int, Field(ge=1, le=10)]
 
 
 class PushParams(Section):
     manifest: Path
     probs: Path
+    relabels: Path
+    truth: Path
     label_config: FilePath
+    prefill: Annotated[str, one_of(*PREFILLS)]
+    hints: bool
+    gold_share: Annotated[float, Field(ge=0, lt=1)]
+    gold_min_confidence: Share
+    gold_min_annotators: Positive
+    seed: int
     out: Path
 
 
 class PullParams(Section):
     snapshot: Path
+    answers: Path
+    report: Path
+    consensus: Annotated[str, one_of(*METHODS)]
+    label_accuracy: Annotated[float, Field(ge=0, lt=1)]
+    min_confidence: Share
+    min_gold_accuracy: Share
+    min_gold_answers: Positive
+    min_seconds: Annotated[float, Field(ge=0)]
 
 
 class ModelPaths(Section):
