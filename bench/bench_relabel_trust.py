@@ -145,7 +145,7 @@ def one_configuration(work: Path, env: dict, server: ls.Server, prefill: str, ov
     stage_run(work, "pull", "--params", str(path), env=client_env)
     pulling = time.perf_counter() - started
     report = json.loads((work / params["pull"]["report"]).read_text())
-    answers, _ = read_answers(ls.export_annotations(client, project))
+    answers, _ = read_answers(ls.export_annotations(client, project)[0])
     client.close()
     snapshot = pd.read_csv(work / params["pull"]["snapshot"], dtype=str,
                            keep_default_na=False)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from esgar import __version__
+from esgar.connectivity import redact_text
 from esgar.errors import EsgarError
 from esgar.io import building_dir, write_text
 from esgar.log import configure
@@ -75,6 +76,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
         raise EsgarError(f"--out {args.out}: write .csv or .json")
+    if args.explain is not None and args.explain.exists() and not args.explain.is_dir():
+        raise EsgarError(f"--explain {args.explain}: a file is there; give a folder (made if "
+                         "missing) for the evidence maps")
     if args.explain_method not in explain.METHODS:
         raise EsgarError(f"--explain-method: evidence method {args.explain_method!r} is not one of "
                          f"{', '.join(explain.METHODS)}")
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             return _predict(args)
     except EsgarError as e:
-        print(f"esgar: error: {e}", file=sys.stderr)
+        print(f"esgar: error: {redact_text(str(e))}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,19 +1,25 @@
-"""Is a host reachable? Asked before any download, with a bound on DNS and on the connection,
-so an offline machine or a silent host fails in seconds instead of waiting on HTTP timeouts."""
+"""Talking to other machines safely: is a host reachable (asked before any download, with a
+bound on DNS and on the connection, so an offline machine or a silent host fails in seconds
+instead of waiting on HTTP timeouts); `bounded`, the one deadline helper (a whole call within
+a wall-clock time, not only each socket read: a server that sends a byte every few seconds
+never trips a read timeout); `redact`, the one URL redactor (no password or token in a message
+or a log)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import requests
 
-__all__ = ["PROBE_TIMEOUT_S", "bounded", "probe_target", "reachable", "socket_timeout"]
+__all__ = ["PROBE_TIMEOUT_S", "bounded", "probe_target", "reachable", "redact", "redact_text",
+           "socket_timeout"]
 
 T = TypeVar("T")
 
@@ -89,3 +95,36 @@ def socket_timeout(seconds: float) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(before)
+
+
+# Query parameters that carry credentials (lower case): presigned URLs, tokens, keys.
+SECRET_PARAMS = ("token", "access_token", "api_key", "apikey", "key", "password", "secret",
+                 "signature", "sig", "x-amz-signature", "x-amz-credential",
+                 "x-amz-security-token", "auth")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>]+")
+
+
+def redact(url: str) -> str:
+    """`url` with any `user:password@` and the values of credential query parameters
+    (`SECRET_PARAMS`) replaced by `***`; anything that is no URL comes back as it was."""
+    try:
+        parts = urlparse(url)
+    except ValueError:
+        return url
+    if not parts.scheme or not parts.netloc:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in pairs],
+                              safe="*")
+    return urlunparse(parts._replace(netloc=netloc, query=query))
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it `redact`ed (an error message that quotes a URL)."""
+    return _URL.sub(lambda m: redact(m.group(0)), text)

@@ -20,9 +20,9 @@ from typing import Any
 
 from esgar.errors import EsgarError, OutputError
 
-__all__ = ["MARKER", "InputError", "atomic_path", "building_dir", "check_owned", "claim_dir",
-           "read_parquet", "replace_dir", "sha256sum", "write_bytes", "write_json", "write_text",
-           "write_with"]
+__all__ = ["FORMULA_PREFIXES", "MARKER", "InputError", "atomic_path", "building_dir",
+           "check_owned", "claim_dir", "read_parquet", "replace_dir", "sha256sum",
+           "spreadsheet_safe", "write_bytes", "write_json", "write_text", "write_with"]
 
 MARKER = ".esgar-output"
 _CHUNK = 1 << 20
@@ -195,3 +195,17 @@ def building_dir(dest: str | Path, owner: str, own_files: Iterable[str] = ()) ->
         replace_dir(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: Any, columns: Iterable[str]) -> Any:
+    """A copy of DataFrame `frame` whose text cells in `columns` cannot run as a formula in a
+    spreadsheet that opens the CSV: a cell starting with = + - @ tab or carriage return gets a
+    leading apostrophe (OWASP's advice for CSV injection)."""
+    out = frame.copy()
+    for c in columns:
+        out[c] = [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
+                  for v in out[c]]
+    return out

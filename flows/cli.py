@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from esgar.connectivity import bounded, redact, redact_text
 from esgar.errors import EsgarError
 from esgar.integrations import labelstudio as ls
 from esgar.integrations import tracking
@@ -31,30 +32,37 @@ class PrefectUnavailable(EsgarError, RuntimeError):
 
 
 def check_prefect(timeout: float = CHECK_TIMEOUT_S) -> str:
-    """PREFECT_API_URL's server answers /health within `timeout` s; returns the URL."""
+    """PREFECT_API_URL's server answers /health within `timeout` s in all (`bounded`: a server
+    that drips bytes is cut off too); returns the URL."""
     url = (os.environ.get("PREFECT_API_URL") or "").rstrip("/")
     if not url:
         raise PrefectUnavailable(f"PREFECT_API_URL is not set: deployments need a Prefect "
                                  f"server; {_HINT}")
+    shown = redact(url)
     try:
-        answer = httpx.get(f"{url}/health", timeout=timeout)
-    except httpx.TimeoutException:
-        raise PrefectUnavailable(f"Prefect at {url}: no answer within {timeout:g} s; "
+        answer = bounded(lambda: httpx.get(f"{url}/health", timeout=timeout), timeout,
+                         "Prefect's /health")
+    except (TimeoutError, httpx.TimeoutException):
+        raise PrefectUnavailable(f"Prefect at {shown}: no answer within {timeout:g} s; "
                                  f"{_HINT}") from None
     except httpx.HTTPError as e:
-        raise PrefectUnavailable(f"Prefect at {url}: cannot connect ({type(e).__name__}); "
-                                 f"{_HINT}") from None
+        what = "connection refused" if "refused" in str(e).lower() else type(e).__name__
+        raise PrefectUnavailable(f"Prefect at {shown}: cannot connect ({what}); {_HINT}"
+                                 ) from None
     if answer.status_code != 200:
-        raise PrefectUnavailable(f"Prefect at {url}: HTTP {answer.status_code} from /health "
+        raise PrefectUnavailable(f"Prefect at {shown}: HTTP {answer.status_code} from /health "
                                  "(is PREFECT_API_URL the server's /api URL?)")
     return url
 
 
 def preflight(repo: str, params: str) -> None:
-    """Settings and services before any heavy work: params.yaml's sections, the tracking store
-    (bounded), and Label Studio when one is configured. Raises the first problem found."""
+    """Settings and services before any heavy work: params.yaml's sections, Prefect's server
+    when PREFECT_API_URL names one, the tracking store, and Label Studio when one is
+    configured; each bounded. Raises the first problem found."""
     with in_repo(repo):
         load_settings(params)
+        if os.environ.get("PREFECT_API_URL"):
+            check_prefect()
         tracking.check_tracking()
         server = ls.Server.from_env()
         if server is not None:
@@ -83,7 +91,7 @@ def run_cli(main: Callable[[], None]) -> None:
     try:
         main()
     except (EsgarError, StageFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from esgar import log as esgar_log
-from esgar.errors import EsgarError
+from esgar.connectivity import redact_text
+from esgar.errors import ConfigError, EsgarError
 
 log = logging.getLogger("pipeline")
 
@@ -33,7 +34,7 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
     except EsgarError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -47,3 +48,12 @@ def dataset_kind(fs2k_dir: str | Path) -> dict[str, Any]:
         return json.loads(src.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"dataset": "unknown", "reason": f"{src} not found (data placed by hand?)"}
+
+
+def must_exist(snapshot: Path, setting: str) -> Path:
+    """The relabel snapshot a stage reads, which must be there: a mistyped path would silently
+    read as "no human decision yet" (and ask again what was answered)."""
+    if not Path(snapshot).is_file():
+        raise ConfigError(f"{setting}: {snapshot} does not exist; pull writes it and a fresh "
+                          "clone has it in git (data/relabels/snapshot.csv): is the path right?")
+    return Path(snapshot)

@@ -47,7 +47,7 @@ def main() -> None:
     else:
         limits = ArchiveLimits(int(p.max_unpacked_mb * MB), p.max_compression_ratio)
         got = obtain_archive(source, p.downloads, limits=limits, gdrive_id=p.gdrive_id,
-                             url=p.url, archive=p.archive)
+                             url=p.url, archive=p.archive, read_timeout=p.read_timeout_s)
         if source == "local":
             record["reason"] += f"; {got.path} used in place (not copied)"
         record["archive"] = {k: got.info[k] for k in ("sha256", "size", "origin")} | {

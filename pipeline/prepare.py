@@ -13,9 +13,10 @@ from esgar.active.relabels import read_snapshot
 from esgar.data.fs2k import FS2KError, read_fs2k
 from esgar.data.table import build_sample_table, counts_by_split
 from esgar.io import write_json, write_with
+from esgar.log import summarize
 from esgar.schema import ATTRIBUTE_NAMES, SPLITS
 from esgar.visualize import plot_class_distribution
-from pipeline.common import dataset_kind, run_stage, stage_args
+from pipeline.common import dataset_kind, must_exist, run_stage, stage_args
 from pipeline.params.base import load
 from pipeline.params.prepare import PrepareParams
 
@@ -27,7 +28,7 @@ def main() -> None:
     p = load(args.params, prepare=PrepareParams)["prepare"]
     source = dataset_kind(p.root.parent)
     log.info("dataset %s from %s", source["dataset"].upper(), p.root)
-    snapshot = read_snapshot(p.relabels)
+    snapshot = read_snapshot(must_exist(p.relabels, "prepare.relabels"))
 
     fs2k, report = read_fs2k(p.root)
     n_records = len(fs2k) + len(report.errors)
@@ -41,7 +42,7 @@ def main() -> None:
             "the data or raise the limit")
 
     table, relabel_warnings = build_sample_table(fs2k, p.val_fraction, p.seed, snapshot)
-    for w in relabel_warnings:
+    for w in summarize(relabel_warnings):  # every one in the report
         log.warning("%s", w)
 
     counts = counts_by_split(table)

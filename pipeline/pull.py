@@ -37,7 +37,8 @@ from esgar.active.relabels import read_snapshot
 from esgar.errors import EsgarError
 from esgar.integrations import labelstudio as ls
 from esgar.integrations import tracking
-from esgar.io import sha256sum, write_json, write_text
+from esgar.io import FORMULA_PREFIXES, sha256sum, spreadsheet_safe, write_json, write_text
+from esgar.log import summarize
 from pipeline.common import run_stage, stage_args
 from pipeline.params.base import load
 from pipeline.params.labelstudio import LabelStudioParams, PullParams
@@ -147,8 +148,9 @@ def main() -> None:
                     pp.snapshot)
         return
     tracking.check_tracking()
-    exported = ls.export_annotations(client, project, all_tasks=True)
-    answers, problems = read_answers(exported)
+    exported, problems = ls.export_annotations(client, project, all_tasks=True)
+    answers, unread = read_answers(exported)
+    problems += unread
     quality = annotator_quality(answers, pp.min_gold_accuracy, pp.min_gold_answers,
                                 pp.min_seconds)
     decided = decide(answers, pp.consensus, pp.min_confidence,
@@ -163,9 +165,15 @@ def main() -> None:
     snapshot = (pd.concat([decided, kept], ignore_index=True) if len(kept) else decided)
     snapshot = snapshot.sort_values(["sample_id", "attribute", "annotated_at", "task_id"],
                                     kind="stable").reset_index(drop=True)
-    for line in problems:
+    for line in summarize(problems):  # every one in the report
         log.warning("%s", line)
-    snapshot_csv, answers_csv = snapshot.to_csv(index=False), answers.to_csv(index=False)
+    # annotator names are theirs to choose: nothing in them may run in a spreadsheet
+    formulas = int(answers["annotator"].astype(str).str.startswith(FORMULA_PREFIXES).sum())
+    if formulas:
+        log.warning("%d answer(s) from annotators whose names start like a spreadsheet formula: "
+                    "written with a leading ' so that no spreadsheet runs them", formulas)
+    snapshot_csv = spreadsheet_safe(snapshot, ["annotator"]).to_csv(index=False)
+    answers_csv = spreadsheet_safe(answers, ["annotator"]).to_csv(index=False)
     summary = report(quality, answers, snapshot, problems, pp, gold)
     summary["snapshot_sha256"] = _sha256(snapshot_csv)
     summary["answers_sha256"] = _sha256(answers_csv)

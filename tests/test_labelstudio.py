@@ -156,7 +156,8 @@ def test_annotations_come_back_with_annotator_and_time(labelstudio):
         answers = {"earring": "with_earring", "smile": "without_smile"}
         ls.annotate(client, ids[1], ls.choices_result(answers, TO_NAME), lead_time=3.5)
         ls.annotate(client, ids[2], [], was_cancelled=True)
-        exported = ls.export_annotations(client, project)
+        exported, problems = ls.export_annotations(client, project)
+        assert problems == []
         listed = {t["id"]: t for t in ls.list_tasks(client, project)}
     assert [t["id"] for t in exported] == ids[1:]
     done = exported[0]

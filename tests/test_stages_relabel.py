@@ -216,7 +216,8 @@ def test_several_annotators_gold_and_what_goes_wrong_in_a_real_project(loop):
                    for mine, ann in people)
         if not done:
             break
-    exported = ls.export_annotations(client, project)
+    exported, problems = ls.export_annotations(client, project)
+    assert problems == []
     for t in exported:  # overlap 2, and nobody twice on one task
         who = [a["completed_by"] for a in t["annotations"]]
         assert len(who) == 2 and len(set(who)) == 2, (t["id"], who)

@@ -24,6 +24,7 @@ cannot be measured), one annotator answering one task twice (the later answer co
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ ANSWER_COLUMNS = ["task_id", "annotation_id", "sample_id", "attribute", "annotat
 UNSURE_QUESTION = "unsure"
 REMOVED = ""  # the annotator of an annotation whose account was removed
 PREFILLED = "prediction"  # Label Studio's origin of a pre-filled item left as it was
+SAMPLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")  # what the sample table's ids are
 
 
 def _utc(value: Any) -> str:
@@ -95,6 +97,10 @@ def read_answers(tasks: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, list
         data = task.get("data") or {}
         sid = data.get("sample_id")
         if not sid:
+            continue
+        if not isinstance(sid, str) or not SAMPLE_ID.fullmatch(sid):
+            problems.append(f"task {task['id']}: sample id {str(sid)[:40]!r} is no sample id of "
+                            "the pipeline (letters, digits, _ . -); its answers left out")
             continue
         labels = data.get("labels") or {}
         questions = set(data.get("questions") or [])

@@ -31,7 +31,7 @@ from esgar.data import layout
 from esgar.errors import EsgarError
 from esgar.io import sha256sum, write_json
 from esgar.log import progress as progress_bar
-from esgar.connectivity import probe_target, reachable
+from esgar.connectivity import probe_target, reachable, redact
 
 ARCHIVE = "FS2K.zip"
 SOURCES = ("auto", "gdrive", "url", "local", "synthetic")
@@ -381,9 +381,10 @@ def _local_archive(archive: str, limits: ArchiveLimits) -> Archive:
 
 
 def obtain_archive(source: str, downloads: Path, *, limits: ArchiveLimits, gdrive_id: str = "",
-                   url: str = "", archive: str = "", progress: bool = True) -> Archive:
+                   url: str = "", archive: str = "", progress: bool = True,
+                   read_timeout: float = HTTP_TIMEOUT_S[1]) -> Archive:
     """The archive for `source` (gdrive | url | local), downloaded only if needed, checked by
-    check_archive against `limits`.
+    check_archive against `limits`. `read_timeout`: seconds a mirror may stay silent.
 
     gdrive and url keep it as `downloads/FS2K.zip` with its record `FS2K.zip.json`; an archive
     found there without a record (placed by hand, or a run stopped before recording) is checked
@@ -405,8 +406,8 @@ def obtain_archive(source: str, downloads: Path, *, limits: ArchiveLimits, gdriv
     if dest.is_file():
         origin = f"found in {downloads} (not downloaded by this stage)"
     elif source == "url":
-        fetch_http(url, dest, progress=progress)
-        origin = url
+        fetch_http(url, dest, progress=progress, timeout=(HTTP_TIMEOUT_S[0], read_timeout))
+        origin = redact(url)  # recorded: no credential of a presigned URL
     else:
         fetch_gdrive(gdrive_id, dest, progress=progress)
         origin = f"gdrive:{gdrive_id}"
@@ -489,8 +490,8 @@ def auto_source(url: str, archive: str) -> tuple[str, str]:
     if url:
         reason = reachable(*probe_target(url))
         if reason is None:
-            return "url", f"data.url is set and {url} is reachable"
-        return "synthetic", f"the mirror {url}, {reason}"
+            return "url", f"data.url is set and {redact(url)} is reachable"
+        return "synthetic", f"the mirror {redact(url)}, {reason}"
     reason = reachable(*gdrive_probe_target())
     if reason is None:
         return "gdrive", "Google Drive is reachable"

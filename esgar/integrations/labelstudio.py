@@ -22,13 +22,15 @@ Shapes, all plain lists and dicts:
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import logging
 import os
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlparse
@@ -36,14 +38,17 @@ from urllib.parse import quote, urlparse
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from esgar.connectivity import bounded, redact
 from esgar.errors import EsgarError
 
 __all__ = [
     "ANNOTATION_ACTIONS", "BULK_TIMEOUT_S", "CALL_TIMEOUT_S", "CHECK_TIMEOUT_S", "Client",
     "LabelStudioUnavailable", "Server", "annotate", "check_server", "choices_answers",
     "choices_result", "connect", "create_prediction", "delete_predictions",
-    "ensure_local_storage", "ensure_project", "ensure_webhook", "export_annotations",
+    "check_export", "ensure_local_storage", "ensure_project", "ensure_webhook",
+    "export_annotations",
     "find_project", "import_tasks", "list_tasks", "local_file_url", "next_task", "update_task",
 ]
 
@@ -53,6 +58,7 @@ CHECK_TIMEOUT_S = 5.0  # connect and answer, for each request of `check_server`
 CALL_TIMEOUT_S = 30.0  # connect and answer, for each ordinary API call
 BULK_TIMEOUT_S = 300.0  # a bulk import or an export (2,104 tasks with predictions: ~3 s)
 PAGE_SIZE = 1000  # tasks per page when listing
+MAX_LISTED = 200_000  # items a listing may have (FS2K: 2,104 tasks); beyond, it is no listing
 _START_HINT = ("start it (scripts/labelstudio.sh start) or set LABEL_STUDIO_URL to a running "
                "server; unset LABEL_STUDIO_URL to work without one")
 _TOKEN_HINT = ("set LABEL_STUDIO_API_KEY to a user's token (LABEL_STUDIO_USER_TOKEN of "
@@ -85,12 +91,12 @@ class Server:
             return None
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise LabelStudioUnavailable(f"LABEL_STUDIO_URL={url!r} is not an http(s) URL; "
-                                         "set it like http://127.0.0.1:8080, or unset it")
+            raise LabelStudioUnavailable(f"LABEL_STUDIO_URL={redact(url)!r} is not an http(s) "
+                                         "URL; set it like http://127.0.0.1:8080, or unset it")
         key = (env.get("LABEL_STUDIO_API_KEY") or "").strip()
         if not key:
-            raise LabelStudioUnavailable(f"Label Studio at {url}: LABEL_STUDIO_API_KEY is not "
-                                         f"set; {_TOKEN_HINT}")
+            raise LabelStudioUnavailable(f"Label Studio at {redact(url)}: LABEL_STUDIO_API_KEY "
+                                         f"is not set; {_TOKEN_HINT}")
         return cls(url=url, api_key=key)
 
 
@@ -147,14 +153,20 @@ def check_server(server: Server, timeout: float = CHECK_TIMEOUT_S) -> str:
     seconds to connect and to answer, without retries. Returns the key's user (an email);
     raises `LabelStudioUnavailable` otherwise."""
     url = server.url
-    try:
+
+    def health() -> httpx.Response:
         with _http(server, timeout) as http:
-            health = http.get(f"{url}/health")
+            return http.get(f"{url}/health")
+    try:
+        answer = bounded(health, timeout, "GET /health")
+    except TimeoutError:
+        raise _unavailable(url, "GET /health", httpx.ReadTimeout("deadline"), timeout) from None
     except httpx.HTTPError as e:
         raise _unavailable(url, "GET /health", e, timeout) from None
-    if health.status_code != 200 or "UP" not in health.text:
-        raise LabelStudioUnavailable(f"Label Studio at {url}: GET /health answered HTTP "
-                                     f"{health.status_code} (is it Label Studio?); {_START_HINT}")
+    if answer.status_code != 200 or "UP" not in answer.text:
+        raise LabelStudioUnavailable(f"Label Studio at {redact(url)}: GET /health answered "
+                                     f"HTTP {answer.status_code} (is it Label Studio?); "
+                                     f"{_START_HINT}")
     with _client(server) as client:
         user = _call(client, "GET /api/current-user/whoami",
                      lambda o: client.sdk.users.whoami(request_options=o), timeout)
@@ -171,20 +183,34 @@ def connect(server: Server, check: bool = True) -> Client:
 
 def _call(client: Client, what: str, call: Callable[[dict], T],
           timeout: float | None = None) -> T:
-    """`call(request_options)`, bounded by `timeout` (default the client's) per request and
-    never retried; any failure becomes `LabelStudioUnavailable` naming `what`."""
+    """`call(request_options)`, within `timeout` seconds (default the client's) in all, not
+    only per socket read (`esgar.connectivity.bounded`: a server that drips a byte every few
+    seconds is cut off too), never retried; any failure becomes `LabelStudioUnavailable`
+    naming `what`."""
     timeout = client.server.timeout if timeout is None else timeout
     try:
-        return call({"timeout": timeout, "max_retries": 0})
+        return bounded(lambda: call({"timeout": timeout, "max_retries": 0}), timeout, what)
+    except TimeoutError:
+        raise _unavailable(client.url, what, httpx.ReadTimeout("deadline"), timeout) from None
     except (httpx.HTTPError, ApiError) as e:
         _log.debug("Label Studio call failed: %s", what, exc_info=True)
         raise _unavailable(client.url, what, e, timeout) from None
 
 
+def _listed(pager: Iterable[T], what: str, limit: int = MAX_LISTED) -> list[T]:
+    """The items of an SDK listing (it pages on its own), at most `limit`: a server whose list
+    never ends is refused, not followed (and `_call` bounds the time)."""
+    items = list(itertools.islice(pager, limit + 1))
+    if len(items) > limit:
+        raise LabelStudioUnavailable(f"listing {what} gave more than {limit} items: is that "
+                                     "Label Studio?")
+    return items
+
+
 def _unavailable(url: str, what: str, error: BaseException,
                  timeout: float) -> LabelStudioUnavailable:
     reason, todo = _failure(error, timeout)
-    line = " ".join(f"Label Studio at {url}: {what} failed: {reason}; {todo}".split())
+    line = " ".join(f"Label Studio at {redact(url)}: {what} failed: {reason}; {todo}".split())
     return LabelStudioUnavailable(line)
 
 
@@ -236,7 +262,8 @@ def find_project(client: Client, title: str) -> int | None:
     """The id of the project titled exactly `title` (the oldest if there are several), or
     None when there is none."""
     projects = _call(client, f"listing projects titled {title!r}",
-                     lambda o: list(client.sdk.projects.list(title=title, request_options=o)))
+                     lambda o: _listed(client.sdk.projects.list(title=title, request_options=o),
+                                       "projects"))
     ids = sorted(p.id for p in projects if p.title == title)
     return int(ids[0]) if ids else None
 
@@ -249,7 +276,8 @@ def ensure_project(client: Client, title: str, label_config: str,
     `annotators_per_task` different annotators (Label Studio's overlap: its label stream never
     gives one person the same task twice), and pre-annotations pre-fill the labelling view."""
     projects = _call(client, f"listing projects titled {title!r}",
-                     lambda o: list(client.sdk.projects.list(title=title, request_options=o)))
+                     lambda o: _listed(client.sdk.projects.list(title=title, request_options=o),
+                                       "projects"))
     ids = sorted(p.id for p in projects if p.title == title)
     overlap = {"maximum_annotations": annotators_per_task, "overlap_cohort_percentage": 100}
     if not ids:
@@ -305,27 +333,32 @@ ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_U
 
 
 def ensure_webhook(client: Client, project_id: int, url: str,
-                   actions: Sequence[str] = ANNOTATION_ACTIONS) -> int:
-    """The id of project `project_id`'s webhook to `url` for `actions` (with payloads),
-    created if missing and updated if its actions differ. A receiver on 127.0.0.1 is refused by
-    the server's SSRF guard unless it runs with USE_DEFAULT_BANNED_SUBNETS=false, as
-    scripts/labelstudio.sh starts it."""
+                   actions: Sequence[str] = ANNOTATION_ACTIONS,
+                   headers: Mapping[str, str] | None = None) -> int:
+    """The id of project `project_id`'s webhook to `url` for `actions` (with payloads, and
+    `headers` on every post: a shared secret), created if missing and updated if its actions
+    or headers differ. A receiver on 127.0.0.1 is refused by the server's SSRF guard unless it
+    runs with USE_DEFAULT_BANNED_SUBNETS=false, as scripts/labelstudio.sh starts it."""
+    headers = dict(headers or {})
     hooks = _call(client, f"listing the webhooks of project {project_id}",
                   lambda o: client.sdk.webhooks.list(project=str(project_id),
                                                      request_options=o))
     for hook in hooks:
         if hook.url == url and getattr(hook, "project", project_id) == project_id:
-            if sorted(hook.actions or []) != sorted(actions) or not hook.send_payload:
+            if (sorted(hook.actions or []) != sorted(actions) or not hook.send_payload
+                    or dict(getattr(hook, "headers", None) or {}) != headers):
                 _call(client, f"updating webhook {hook.id}",
                       lambda o, h=hook: client.sdk.webhooks.update(
                           h.id, url=url, actions=list(actions), send_payload=True,
-                          is_active=True, request_options=o))
+                          headers=headers, is_active=True, request_options=o))
             return int(hook.id)
-    created = _call(client, f"creating a webhook to {url} for project {project_id}",
+    created = _call(client, f"creating a webhook to {redact(url)} for project {project_id}",
                     lambda o: client.sdk.webhooks.create(
                         url=url, project=project_id, actions=list(actions), send_payload=True,
-                        send_for_all_actions=False, is_active=True, request_options=o))
-    _log.info("Label Studio: project %d posts %s to %s", project_id, ", ".join(actions), url)
+                        headers=headers, send_for_all_actions=False, is_active=True,
+                        request_options=o))
+    _log.info("Label Studio: project %d posts %s to %s", project_id, ", ".join(actions),
+              redact(url))
     return int(created.id)
 
 
@@ -356,7 +389,7 @@ def import_tasks(client: Client, project_id: int, tasks: Sequence[Mapping[str, A
     ids = (answer.model_extra or {}).get("task_ids") or getattr(answer, "task_ids", None) or []
     if len(ids) != len(tasks):
         raise LabelStudioUnavailable(
-            f"Label Studio at {client.url}: importing {len(tasks)} tasks into project "
+            f"Label Studio at {redact(client.url)}: importing {len(tasks)} tasks into project "
             f"{project_id} returned {len(ids)} task ids; check the project in the web UI")
     _log.info("Label Studio: imported %d tasks (%d predictions) into project %d in %.1f s",
               len(ids), answer.prediction_count or 0, project_id, time.monotonic() - started)
@@ -369,10 +402,10 @@ def list_tasks(client: Client, project_id: int) -> list[dict[str, Any]]:
     request."""
     # Only the fields needed: the full task_only rows make listing ~4x slower.
     tasks = _call(client, f"listing the tasks of project {project_id}",
-                  lambda o: list(client.sdk.tasks.list(
+                  lambda o: _listed(client.sdk.tasks.list(
                       project=project_id, fields="task_only", page_size=PAGE_SIZE,
                       include="id,data,meta,total_annotations,total_predictions",
-                      request_options=o)))
+                      request_options=o), "tasks"), BULK_TIMEOUT_S)
     out = [{"id": int(t.id), "data": dict(t.data or {}),
             "meta": dict(getattr(t, "meta", None) or {}),
             "annotations": int(t.total_annotations or 0),
@@ -394,16 +427,21 @@ def next_task(client: Client, project_id: int) -> dict[str, Any] | None:
     (what the labelling view opens: overlap and who answered what respected), as `{"id", "data",
     "predictions": [result, ...]}`; None when it has none left for them."""
     url = f"{client.url}/api/projects/{project_id}/next/"
+    what = f"asking for the next task of project {project_id}"
     try:
-        answer = client.http.get(url, headers={"Authorization": f"Token {client.server.api_key}"})
-    except httpx.HTTPError as e:
-        raise _unavailable(client.url, f"asking for the next task of project {project_id}", e,
+        answer = bounded(lambda: client.http.get(
+            url, headers={"Authorization": f"Token {client.server.api_key}"}),
+            client.server.timeout, what)
+    except TimeoutError:
+        raise _unavailable(client.url, what, httpx.ReadTimeout("deadline"),
                            client.server.timeout) from None
+    except httpx.HTTPError as e:
+        raise _unavailable(client.url, what, e, client.server.timeout) from None
     if answer.status_code == 404:
         return None
     if answer.status_code != 200:
-        raise LabelStudioUnavailable(f"Label Studio at {client.url}: the next task of project "
-                                     f"{project_id}: HTTP {answer.status_code} "
+        raise LabelStudioUnavailable(f"Label Studio at {redact(client.url)}: the next task of "
+                                     f"project {project_id}: HTTP {answer.status_code} "
                                      f"({_detail(answer.text)})")
     task = answer.json()
     return {"id": int(task["id"]), "data": dict(task.get("data") or {}),
@@ -443,40 +481,101 @@ def annotate(client: Client, task_id: int, result: list[dict[str, Any]], *,
     return int(created.id)
 
 
-def export_annotations(client: Client, project_id: int,
-                       all_tasks: bool = False) -> list[dict[str, Any]]:
+class _Annotation(BaseModel):
+    """One exported annotation, checked at the boundary (fields the pipeline reads)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    result: list[dict[str, Any]] = []
+    completed_by: int | str | dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    was_cancelled: bool = False
+    lead_time: float | None = None
+
+
+class _Task(BaseModel):
+    """One exported task (its annotations are checked one by one)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    data: dict[str, Any] = {}
+    meta: dict[str, Any] | None = None
+    annotations: list[Any] = []
+
+
+def _problem(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(map(str, first["loc"])) or "the item"
+    return f"{where}: {first['msg']}"
+
+
+def _utc_text(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_export(raw: Any, emails: Mapping[int, str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """An export's tasks in the shape `export_annotations` documents, each task and annotation
+    checked (types, ids, times, lead times): what does not fit is left out and said, with its
+    task id, and the rest kept. Raises LabelStudioUnavailable when the export is no list."""
+    if not isinstance(raw, list):
+        raise LabelStudioUnavailable(f"the export is a {type(raw).__name__}, not a list of "
+                                     "tasks: is that Label Studio?")
+    tasks, problems = [], []
+    for k, item in enumerate(raw):
+        try:
+            task = _Task.model_validate(item)
+        except ValidationError as e:
+            tid = item.get("id", f"#{k}") if isinstance(item, dict) else f"#{k}"
+            problems.append(f"exported task {tid}: {_problem(e)}; left out")
+            continue
+        annotations = []
+        for a in task.annotations:
+            try:
+                ann = _Annotation.model_validate(a)
+            except ValidationError as e:
+                aid = a.get("id", "?") if isinstance(a, dict) else "?"
+                problems.append(f"task {task.id}: annotation {aid}: {_problem(e)}; left out")
+                continue
+            who = ann.completed_by
+            if isinstance(who, dict):  # some versions export the user, not the id
+                who = who.get("email") or who.get("id")
+            annotations.append({
+                "id": ann.id, "result": ann.result,
+                "completed_by": None if who is None else emails.get(who, str(who)),
+                "created_at": _utc_text(ann.created_at), "updated_at": _utc_text(ann.updated_at),
+                "was_cancelled": ann.was_cancelled, "lead_time": ann.lead_time})
+        tasks.append({"id": task.id, "data": task.data, "meta": task.meta or {},
+                      "annotations": sorted(annotations, key=lambda a: a["id"])})
+    return sorted(tasks, key=lambda t: t["id"]), problems
+
+
+def export_annotations(client: Client, project_id: int, all_tasks: bool = False
+                       ) -> tuple[list[dict[str, Any]], list[str]]:
     """Project `project_id`'s tasks that have an annotation, skipped ones included (every task
     with `all_tasks`), by id, from one JSON export: `{"id": int, "data": dict, "meta": dict,
     "annotations": [{"id": int, "result": list, "completed_by": str (the annotator's email,
     else their user id; None for an account removed since), "created_at": str, "updated_at":
     str (ISO 8601, UTC), "was_cancelled": bool, "lead_time": float | None}]}`, annotations by
-    id."""
+    id; and the problems (`check_export`: a malformed task or annotation is left out, said)."""
     raw = _call(client, f"exporting project {project_id}",
                 lambda o: b"".join(client.sdk.projects.exports.download_sync(
                     project_id, export_type="JSON", download_all_tasks=all_tasks,
                     download_resources=False, request_options=o)),
                 BULK_TIMEOUT_S)
-    users = _call(client, "listing users", lambda o: client.sdk.users.list(request_options=o))
+    users = _call(client, "listing users",
+                  lambda o: _listed(client.sdk.users.list(request_options=o), "users"))
     emails = {u.id: u.email for u in users if u.email}
-    return sorted((_exported_task(t, emails) for t in json.loads(raw)), key=lambda t: t["id"])
-
-
-def _exported_task(task: dict[str, Any], emails: Mapping[int, str]) -> dict[str, Any]:
-    annotations = []
-    for a in task.get("annotations") or []:
-        who = a.get("completed_by")
-        if isinstance(who, dict):  # some versions export the user, not the id
-            who = who.get("email") or who.get("id")
-        annotations.append({
-            "id": int(a["id"]), "result": a.get("result") or [],
-            "completed_by": None if who is None else emails.get(who, str(who)),
-            "created_at": a.get("created_at"),
-            "updated_at": a.get("updated_at"), "was_cancelled": bool(a.get("was_cancelled")),
-            "lead_time": a.get("lead_time"),
-        })
-    return {"id": int(task["id"]), "data": task.get("data") or {},
-            "meta": task.get("meta") or {},
-            "annotations": sorted(annotations, key=lambda a: a["id"])}
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise LabelStudioUnavailable(f"Label Studio at {redact(client.url)}: the export of "
+                                     f"project {project_id} is not JSON ({str(e)[:100]})"
+                                     ) from None
+    return check_export(parsed, emails)
 
 
 def choices_result(answers: Mapping[str, str | Sequence[str]], to_name: str,

@@ -31,7 +31,7 @@ from urllib.request import url2pathname
 import requests
 import yaml
 
-from esgar.connectivity import bounded
+from esgar.connectivity import bounded, redact
 from esgar.errors import EsgarError
 
 # MLflow's defaults (120 s per request, 7 retries with backoff 2) turn a dead server into a
@@ -88,21 +88,27 @@ def check_tracking(uri: str | None = None, timeout: float = CHECK_TIMEOUT_S) -> 
 
 def _unavailable(uri: str, what: str, todo: str = _SERVER_HINT) -> TrackingUnavailable:
     what = " ".join(what.split())  # one line, whatever the underlying error printed
-    return TrackingUnavailable(f"MLflow tracking at {uri} is unavailable: {what}; {todo}")
+    return TrackingUnavailable(f"MLflow tracking at {redact(uri)} is unavailable: {what}; "
+                               f"{todo}")
 
 
 def _check_server(uri: str, timeout: float) -> None:
-    """GET <uri>/health (MLflow answers "OK"), then search for at most one experiment."""
+    """GET <uri>/health (MLflow answers "OK"), then search for at most one experiment; each
+    within `timeout` seconds in all (`bounded`: a server that drips bytes is cut off too)."""
     base = uri.rstrip("/")
     creds = get_default_host_creds(base)
+    endpoint = "/api/2.0/mlflow/experiments/search"
     try:
-        health = requests.get(f"{base}/health", timeout=(timeout, timeout), verify=creds.verify)
+        health = bounded(lambda: requests.get(f"{base}/health", timeout=(timeout, timeout),
+                                              verify=creds.verify), timeout, "GET /health")
         if health.status_code != 200:
             raise _unavailable(uri, f"HTTP {health.status_code} from /health")
-        endpoint = "/api/2.0/mlflow/experiments/search"
-        api = http_request(creds, endpoint, "GET", params={"max_results": 1}, max_retries=0,
-                           backoff_factor=0, backoff_jitter=0, timeout=(timeout, timeout),
-                           raise_on_status=False)
+        api = bounded(lambda: http_request(
+            creds, endpoint, "GET", params={"max_results": 1}, max_retries=0, backoff_factor=0,
+            backoff_jitter=0, timeout=(timeout, timeout), raise_on_status=False),
+            timeout, endpoint)
+    except TimeoutError:
+        raise _unavailable(uri, f"no answer within {timeout:g} s") from None
     except (requests.RequestException, MlflowException) as e:
         _log.debug("tracking check of %s failed", uri, exc_info=True)
         raise _unavailable(uri, _connection_failure(e, timeout)) from None

@@ -16,12 +16,15 @@ from __future__ import annotations
 import difflib
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
+from esgar.connectivity import probe_target, reachable
 from esgar.errors import ConfigError, EsgarError
 
 __all__ = ["Backbone", "PretrainedWeightsError", "check_backbone_name", "create_backbone",
@@ -167,6 +170,27 @@ def load_local_weights(model: nn.Module, path: str | Path) -> None:
             f"of {len(want)} tensors missing ({shown})")
 
 
+HUB_URL = "https://huggingface.co"
+
+
+@contextmanager
+def _hub_offline_unless_reachable() -> Iterator[None]:
+    """The Hugging Face hub asked only when it answers: an unreachable hub (an offline machine)
+    puts huggingface_hub in offline mode for the block, so the cache is used and a missing
+    file fails at once, instead of after its retries (about 50 s)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or reachable(*probe_target(HUB_URL)) is None:
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def create_backbone(name: str, pretrained: bool | str | Path = False,
                     img_size: int | None = None) -> Backbone:
     """A timm backbone giving [B,C,h,w] grids; `pretrained`: True (hub), a path, or False.
@@ -175,9 +199,13 @@ def create_backbone(name: str, pretrained: bool | str | Path = False,
     model's default (224 for most).
     """
     check_backbone_name(name)
+    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int)
+                                 or not 16 <= img_size <= 4096):
+        raise ConfigError(f"img_size {img_size!r} is no image side (16 to 4096 pixels)")
     if pretrained is True:
         try:
-            model = _timm_model(name, img_size, pretrained=True)
+            with _hub_offline_unless_reachable():
+                model = _timm_model(name, img_size, pretrained=True)
         except Exception as e:  # noqa: BLE001 - hub clients raise many kinds; all are re-raised
             if isinstance(e, RuntimeError) and "No pretrained weights exist" in str(e):
                 raise PretrainedWeightsError(

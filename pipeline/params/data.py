@@ -40,4 +40,5 @@ class DataParams(Section):
     out: Path
     max_unpacked_mb: Annotated[float, Field(gt=0)]
     max_compression_ratio: Annotated[float, Field(ge=1)]
+    read_timeout_s: Annotated[float, Field(gt=0, le=3600)]
     synthetic: SyntheticParams
