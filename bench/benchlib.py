@@ -5,6 +5,7 @@ scripts, which run from this folder (`python bench/<script>.py`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,9 @@ def build(work: Path, pairs: int, stages: tuple[str, ...], **overrides: dict) ->
         params[section].update(values)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     (work / "data/relabels").mkdir(parents=True, exist_ok=True)
+    snapshot = work / "data/relabels/snapshot.csv"
+    if not snapshot.is_file():  # as a fresh clone has it: no decision yet
+        shutil.copy(REPO / "data/relabels/snapshot.csv", snapshot)
     for stage in stages:
         stage_run(work, stage)
     return params

@@ -18,6 +18,7 @@ import numpy as np
 from esgar import schema
 from esgar.active.crossfit import crossfit
 from esgar.data.table import load_table
+from esgar.errors import ConfigError
 from esgar.io import building_dir, claim_dir, write_json
 from esgar.masks.store import region_names
 from esgar.metrics import balanced_accuracy
@@ -34,10 +35,14 @@ def main() -> None:
     args = stage_args(__doc__)
     params = load(args.params, model=ModelParams, train=TrainParams, crossfit=CrossfitParams)
     mp, tp, cp = params["model"], params["train"], params["crossfit"]
-    claim_dir(cp.work, OWNER)
     regions = region_names(mp.masks)
     check_model_regions(schema.ATTRIBUTE_NAMES, regions, mp.attribute_regions)
     table = load_table(mp.table)
+    n = int(table["split"].isin(["train", "val"]).sum())
+    if cp.folds * 2 > n:  # before any fold trains, or an old fold's checkpoint is touched
+        raise ConfigError(f"crossfit.folds {cp.folds}: the {n} train and val sketches make "
+                          f"folds of under two sketches; use at most {n // 2}")
+    claim_dir(cp.work, OWNER)
     cfg = tp.config().model_copy(update={"epochs": cp.epochs, "batch_size": cp.batch_size})
 
     def build():

@@ -31,11 +31,12 @@ from esgar import schema
 from esgar.active.relabels import read_snapshot
 from esgar.active.tasks import build_tasks, gold_candidates, interleave, pick_gold
 from esgar.data.table import load_table
+from esgar.errors import ConfigError
 from esgar.integrations import labelstudio as ls
 from esgar.io import building_dir, read_parquet, sha256sum, write_json
 from esgar.masks import store
 from esgar.masks.quality import overlay
-from pipeline.common import run_stage, stage_args
+from pipeline.common import must_exist, run_stage, stage_args
 from pipeline.params.base import load
 from pipeline.params.labelstudio import LabelStudioParams, ModelPaths, PushParams
 
@@ -93,10 +94,10 @@ def main() -> None:
     params = load(args.params, model=ModelPaths, labelstudio=LabelStudioParams, push=PushParams)
     mp, lp, pp = params["model"], params["labelstudio"], params["push"]
     server = ls.Server.from_env()
-    client = ls.connect(server) if server else None  # checked before any work
     selected = read_parquet(pp.manifest, "select")
     probs = read_parquet(pp.probs, "crossfit")
     table = load_table(mp.table)
+    must_exist(pp.relabels, "push.relabels")
     manifest, gold = with_gold(selected, table, probs, pp)
     guesses, labels = class_names(probs, "_prob"), class_names(table, "")
     model_version = f"crossfit-{sha256sum(pp.probs)[:12]}"
@@ -105,10 +106,18 @@ def main() -> None:
     overlays = pp.out / "overlays"
 
     def urls(sid: str) -> dict[str, str]:
-        return {"sketch": ls.local_file_url(paths.loc[sid, "sketch_path"], root),
-                "photo": ls.local_file_url(paths.loc[sid, "photo_path"], root),
-                "overlay": ls.local_file_url(overlays / f"{sid}.png", root)}
+        try:
+            return {"sketch": ls.local_file_url(paths.loc[sid, "sketch_path"], root),
+                    "photo": ls.local_file_url(paths.loc[sid, "photo_path"], root),
+                    "overlay": ls.local_file_url(overlays / f"{sid}.png", root)}
+        except ValueError as e:
+            raise ConfigError(f"{e}: Label Studio serves only files below its document root; "
+                              "run from a repository inside it, or set "
+                              "LABEL_STUDIO_DOCUMENT_ROOT to the server's") from None
 
+    for sid in manifest["sample_id"].unique():  # every URL, before any server or file work
+        urls(sid)
+    client = ls.connect(server) if server else None  # checked before any work
     tasks = build_tasks(manifest, guesses, labels, urls, model_version, pp.prefill, pp.hints,
                         gold)
     record = {"server": server.url if server else None, "project": lp.project,

@@ -25,7 +25,7 @@ from esgar.active.relabels import SETTLED, read_snapshot
 from esgar.active.selection import select
 from esgar.errors import ConfigError
 from esgar.io import building_dir, read_parquet, write_json
-from pipeline.common import run_stage, stage_args
+from pipeline.common import must_exist, run_stage, stage_args
 from pipeline.params.base import load
 from pipeline.params.select import SelectParams
 
@@ -68,7 +68,7 @@ def manifest(rows: pd.DataFrame, tasks: list) -> pd.DataFrame:
 def main() -> None:
     args = stage_args(__doc__)
     p = load(args.params, select=SelectParams)["select"]
-    snapshot = read_snapshot(p.relabels)
+    snapshot = read_snapshot(must_exist(p.relabels, "select.relabels"))
     probs = read_parquet(p.probs, "crossfit")
     rows = probs[probs["split"].isin(p.splits) & (probs["fold"] >= 0)].reset_index(drop=True)
     budget = budget_count(p.budget, len(rows))

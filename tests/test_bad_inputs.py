@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import copy_repo, free_port, run, set_params, stage_env
+from tests.helpers import OFFLINE, copy_repo, free_port, run, set_params, stage_env
 
 pytestmark = pytest.mark.slow
 
@@ -264,12 +264,24 @@ CASES = [
          r"a file \(got 'nowhere.xml'\)", {"push": {"label_config": "nowhere.xml"}}),
     Case("project-short", "push", "params", r"labelstudio.project: .*at least 3 characters",
          {"labelstudio": {"project": "x"}}),
+    Case("folds-over-sketches", "crossfit", "params", r"crossfit.folds 5000: the \d+ train and "
+         r"val sketches make folds of under two sketches", {"crossfit": {"folds": 5000}}),
+    Case("relabels-mistyped", "select", "params", r"select.relabels: .*snapshot.cvs does not "
+         r"exist.*is the path right", {"select": {"relabels": "data/relabels/snapshot.cvs"}}),
+    Case("relabels-mistyped", "prepare", "params", r"prepare.relabels: .*snapshot.cvs does not "
+         r"exist", {"prepare": {"relabels": "data/relabels/snapshot.cvs"}}),
+    Case("outside-document-root", "push", "data", r"is not inside the document root .*serves "
+         r"only files below its document root", env=lambda tmp: {
+             "LABEL_STUDIO_DOCUMENT_ROOT": str(tmp)}),
+    Case("pretrained-offline", "train", "service", r"could not get pretrained weights for "
+         r"'resnet18' from the Hugging Face hub", {"model": {"pretrained": True}},
+         env=lambda tmp: {**OFFLINE, "HF_HOME": str(tmp / "hf")}),
     Case("prefill-unknown", "push", "params", r"push.prefill: 'guess' is not one of none, "
          r"current, model", {"push": {"prefill": "guess"}}),
     Case("no-annotator", "push", "params", r"labelstudio.annotators_per_task: .*greater than or "
          r"equal to 1", {"labelstudio": {"annotators_per_task": 0}}),
     Case("consensus-unknown", "pull", "params", r"pull.consensus: 'vote' is not one of "
-         r"dawid_skene, majority", {"pull": {"consensus": "vote"}}),
+         r"gold_weighted, dawid_skene, majority", {"pull": {"consensus": "vote"}}),
     Case("confidence-above-1", "pull", "params", r"pull.min_confidence: .*less than or equal "
          r"to 1", {"pull": {"min_confidence": 1.5}}),
     Case("url-not-http", "pull", "service", r"LABEL_STUDIO_URL='ftp://x' is not an http\(s\) URL",
