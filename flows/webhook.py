@@ -9,29 +9,53 @@ It listens on `flows.webhook.host:port` (127.0.0.1 by default), registers the we
 project titled `labelstudio.project` (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY), and starts
 `retrain/<flows.deployment>` through PREFECT_API_URL. While a run of that deployment is
 pending or running, annotations go on being counted, and the next run starts when it is over.
+
+The receiver is FastAPI on uvicorn, and trusts nobody: a request's head must arrive within
+`READ_TIMEOUT_S` of connecting and its body within as long again (else the connection is
+closed, or 408), a body is at most `MAX_BODY` bytes (413), anything that is not a JSON object
+is 400 (too deeply nested too), and at most `MAX_CONNECTIONS` are served at once (503). With
+`ESGAR_WEBHOOK_SECRET` set, a POST must carry it in the `X-ESGAR-Webhook-Secret` header (401
+otherwise; Label Studio sends it, as the webhook is registered with it); listening anywhere but
+on a loopback address needs that secret, and the receiver refuses to start without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hmac
+import ipaddress
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from esgar.errors import ConfigError
 from esgar.integrations import labelstudio as ls
 from esgar.log import configure
 from flows.cli import check_prefect, run_cli
 from flows.settings import load_settings
 
-__all__ = ["RetrainTrigger", "Receiver", "prefect_runner"]
+__all__ = ["MAX_BODY", "READ_TIMEOUT_S", "SECRET_HEADER", "SECRET_VARIABLE", "Receiver",
+           "RetrainTrigger", "create_app", "prefect_runner"]
 
 log = logging.getLogger("flows.webhook")
-MAX_BODY = 8 * 1024 * 1024  # a payload with a task and its annotation is a few kB
+MAX_BODY = 1024 * 1024  # a payload with a task and its annotation is a few kB
+READ_TIMEOUT_S = 10.0  # for a request's head, and again for its body
+MAX_CONNECTIONS = 64
 POLL_S = 30.0  # how often counted annotations are looked at again while a run is active
+SECRET_HEADER = "X-ESGAR-Webhook-Secret"
+SECRET_VARIABLE = "ESGAR_WEBHOOK_SECRET"
 
 
 def annotations_in(payload: dict[str, Any]) -> int:
@@ -113,62 +137,134 @@ def prefect_runner(deployment: str) -> tuple[Callable[[], str], Callable[[str | 
     return start, active
 
 
-class Receiver(ThreadingHTTPServer):
+class _HeadInTime(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request head has not arrived
+    within `READ_TIMEOUT_S` of connecting (uvicorn itself would wait for ever: 200 silent
+    connections would hold 200 sockets)."""
+
+    def connection_made(self, transport) -> None:  # noqa: ANN001 (uvicorn's signature)
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(READ_TIMEOUT_S, self._no_head)
+
+    def _no_head(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            log.debug("closing a connection that sent no request within %g s", READ_TIMEOUT_S)
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_timer.cancel()
+        super().connection_lost(exc)
+
+
+async def _body(request: Request) -> bytes | JSONResponse:
+    """The request's body, or the 4xx answer: too big (413), too slow (408)."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        return JSONResponse({"error": f"a body of at most {MAX_BODY} bytes"}, status_code=413)
+    got = bytearray()
+
+    async def read() -> None:
+        async for chunk in request.stream():
+            got.extend(chunk)
+            if len(got) > MAX_BODY:
+                raise OverflowError
+    try:
+        await asyncio.wait_for(read(), READ_TIMEOUT_S)
+    except OverflowError:
+        return JSONResponse({"error": f"a body of at most {MAX_BODY} bytes"}, status_code=413)
+    except TimeoutError:
+        return JSONResponse({"error": f"the body did not arrive within {READ_TIMEOUT_S:g} s"},
+                            status_code=408)
+    return bytes(got)
+
+
+def create_app(trigger: RetrainTrigger, secret: str | None = None) -> FastAPI:
     """POST / with a Label Studio webhook payload -> `trigger.add`; GET /health -> 200."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
-    daemon_threads = True
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"pending": trigger.pending, "threshold": trigger.threshold,
+                "runs": trigger.runs}
 
-    def __init__(self, address: tuple[str, int], trigger: RetrainTrigger):
+    @app.post("/")
+    async def receive(request: Request) -> JSONResponse:
+        if secret is not None and not hmac.compare_digest(
+                request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
+            return JSONResponse({"error": f"the {SECRET_HEADER} header is missing or wrong"},
+                                status_code=401)
+        body = await _body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
+            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+        if not isinstance(payload, dict):
+            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+        n = annotations_in(payload)
+        try:
+            started = await run_in_threadpool(trigger.add, n) if n else None
+        except Exception as e:  # the server must keep receiving; Label Studio does not retry
+            log.error("could not start retrain: %s", " ".join(str(e).split())[:300])
+            return JSONResponse({"counted": n, "error": "could not start retrain"},
+                                status_code=503)
+        return JSONResponse({"counted": n, "pending": trigger.pending, "started": started})
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def elsewhere(path: str) -> JSONResponse:
+        return JSONResponse({"error": "POST webhooks to /"}, status_code=404)
+
+    return app
+
+
+def loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class Receiver:
+    """The receiver served by uvicorn on `host:port` (port 0: any free one), in a thread
+    (`start`, `stop`) or in the foreground (`run`)."""
+
+    def __init__(self, host: str, port: int, trigger: RetrainTrigger,
+                 secret: str | None = None):
+        if not loopback(host) and not secret:
+            raise ConfigError(f"flows.webhook.host {host!r} is not a loopback address: the "
+                              f"receiver would take posts from the network; set "
+                              f"{SECRET_VARIABLE} (Label Studio then sends it), or listen on "
+                              "127.0.0.1")
         self.trigger = trigger
-        super().__init__(address, _Handler)
+        config = uvicorn.Config(create_app(trigger, secret), host=host, port=port,
+                                http=_HeadInTime, limit_concurrency=MAX_CONNECTIONS,
+                                timeout_keep_alive=5, log_level="warning", access_log=False,
+                                lifespan="off")
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
         return f"http://{host}:{port}/"
 
+    def run(self) -> None:
+        self.server.run()
 
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
+    def start(self, timeout: float = 10.0) -> str:
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"the receiver did not start within {timeout:g} s")
+            time.sleep(0.05)
+        return self.url
 
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if self.path.rstrip("/") == "/health":
-            self._answer(200, {"pending": self.server.trigger.pending,
-                               "threshold": self.server.trigger.threshold,
-                               "runs": self.server.trigger.runs})
-        else:
-            self._answer(404, {"error": "POST webhooks to /"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        if not 0 < length <= MAX_BODY:
-            self._answer(413 if length else 400, {"error": "expected a JSON body"})
-            return
-        try:
-            payload = json.loads(self.rfile.read(length))
-        except ValueError:
-            self._answer(400, {"error": "not JSON"})
-            return
-        n = annotations_in(payload) if isinstance(payload, dict) else 0
-        try:
-            started = self.server.trigger.add(n) if n else None
-        except Exception as e:  # the server must keep receiving; Label Studio does not retry
-            log.error("could not start retrain: %s", " ".join(str(e).split())[:300])
-            self._answer(503, {"counted": n, "error": "could not start retrain"})
-            return
-        self._answer(200, {"counted": n, "pending": self.server.trigger.pending,
-                           "started": started})
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("%s " + fmt, self.address_string(), *args)
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
 
 
 def _poll(trigger: RetrainTrigger, stop: threading.Event) -> None:
@@ -190,6 +286,9 @@ def main() -> None:
     configure(handler=False)  # Prefect's handler prints them
     s = load_settings(args.params)
     hook, deployment = s.flows.webhook, f"retrain/{s.flows.deployment}"
+    secret = os.environ.get(SECRET_VARIABLE) or None
+    if not loopback(hook.host) and not secret:  # before any service is asked
+        Receiver(hook.host, hook.port, RetrainTrigger(1, str, bool), secret)
     check_prefect()
     server = ls.Server.from_env()
     if server is None:
@@ -197,26 +296,31 @@ def main() -> None:
                                         "itself with Label Studio's project; see .env.example")
     start, active = prefect_runner(deployment)
     trigger = RetrainTrigger(hook.min_annotations, start, active)
+    receiver = Receiver(hook.host, hook.port, trigger, secret)
     try:
-        receiver = Receiver((hook.host, hook.port), trigger)
+        url = args.public_url or receiver.start()
     except OSError as e:
-        raise ls.LabelStudioUnavailable(f"cannot listen on {hook.host}:{hook.port} "
-                                        f"({e.strerror}); set flows.webhook.port") from None
-    url = args.public_url or receiver.url
-    with ls.connect(server) as client:
-        project = ls.find_project(client, s.labelstudio.project)
-        if project is None:
-            raise ls.LabelStudioUnavailable(f"no project {s.labelstudio.project!r} at "
-                                            f"{server.url} yet: run the push stage first")
-        ls.ensure_webhook(client, project, url)
-    log.info("listening on %s: %d annotations start %s", url, hook.min_annotations, deployment)
-    stop = threading.Event()
-    threading.Thread(target=_poll, args=(trigger, stop), daemon=True).start()
+        raise ls.LabelStudioUnavailable(f"cannot listen on {hook.host}:{hook.port} ({e}); set "
+                                        "flows.webhook.port") from None
     try:
-        receiver.serve_forever()
+        with ls.connect(server) as client:
+            project = ls.find_project(client, s.labelstudio.project)
+            if project is None:
+                raise ls.LabelStudioUnavailable(f"no project {s.labelstudio.project!r} at "
+                                                f"{server.url} yet: run the push stage first")
+            ls.ensure_webhook(client, project, url,
+                              headers={SECRET_HEADER: secret} if secret else None)
+        log.info("listening on %s: %d annotations start %s", url, hook.min_annotations,
+                 deployment)
+        stop = threading.Event()
+        threading.Thread(target=_poll, args=(trigger, stop), daemon=True).start()
+        try:
+            while receiver._thread is not None and receiver._thread.is_alive():
+                receiver._thread.join(1)
+        finally:
+            stop.set()
     finally:
-        stop.set()
-        receiver.server_close()
+        receiver.stop()
 
 
 if __name__ == "__main__":
