@@ -159,7 +159,7 @@ def test_bad_files_are_reported_and_the_rest_predicted(inputs, tmp_path, capsys)
     shutil.copy(masks / f"{good[0].stem}.png", masks / "odd_photo.png")
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photos / "odd_photo.png")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(photos / "odd_photo.png")
     truncated = sketches / "truncated.jpg"
     truncated.write_bytes(good[0].read_bytes()[:200])
     out = tmp_path / "pred.csv"
@@ -169,5 +169,69 @@ def test_bad_files_are_reported_and_the_rest_predicted(inputs, tmp_path, capsys)
     assert rc == 1 and "2 predicted, 3 failed" in err
     assert all(frame.loc[str(p), "error"] == "" for p in good)
     assert "odd_mask.png" in frame.loc[str(odd_mask), "error"]
-    assert "is 20x20, the sketch 250x250" in frame.loc[str(odd_photo), "error"]
+    assert "is 40x40, the sketch 250x250" in frame.loc[str(odd_photo), "error"]
     assert "cannot read the image" in frame.loc[str(truncated), "error"]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims `width` x `height` pixels (its data is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0,
+                                                                 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.bad_input(stage="predict", kind="security")
+def test_a_decompression_bomb_and_a_speck_are_listed_the_rest_predicted(inputs, capsys):
+    sketches, masks, model = inputs
+    (sketches / "bomb.png").write_bytes(png_header(60000, 60000))
+    Image.new("RGB", (1, 1), "white").save(sketches / "speck.png")
+    rc, err = predict(capsys, str(sketches), "--model", str(model), "--masks", str(masks))
+    assert rc == 1
+    assert "bomb.png: the image claims more than 40 megapixels" in err
+    assert "speck.png: the image is 1x1: too small to judge" in err
+    assert "2 predicted, 2 failed" in err
+
+
+@pytest.mark.bad_input(stage="predict", kind="security")
+def test_a_model_json_pointing_outside_its_folder_is_refused(inputs, tmp_path, capsys):
+    sketches, masks, model = inputs
+    bad = shutil.copytree(model, tmp_path / "bad")
+    info = json.loads((bad / "model.json").read_text())
+    info["weights"] = "../../../etc/passwd"
+    (bad / "model.json").write_text(json.dumps(info))
+    line = one_error(capsys, str(sketches), "--model", str(bad), "--masks", str(masks))
+    assert "model.json" in line and "is not a file name inside" in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="data")
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda i: i["model"].update(img_size=-5), "cannot be built"),
+    (lambda i: i["masks"].update(grid_image_size=-1), "masks.grid_image_size"),
+    (lambda i: i["masks"].update(grid_rule="mystery"), "masks.grid_rule"),
+    (lambda i: i["masks"]["regions"][0].update(classes=["wings"]), "'wings' is no face-parsing"),
+])
+def test_out_of_range_values_in_model_json_are_one_line(inputs, tmp_path, capsys, change,
+                                                        expected):
+    sketches, masks, model = inputs
+    bad = shutil.copytree(model, tmp_path / "bad")
+    info = json.loads((bad / "model.json").read_text())
+    change(info)
+    (bad / "model.json").write_text(json.dumps(info))
+    line = one_error(capsys, str(sketches), "--model", str(bad), "--masks", str(masks))
+    assert "model.json" in line and expected in line
+
+
+@pytest.mark.bad_input(stage="predict", kind="arguments")
+def test_explain_pointing_at_a_file(inputs, tmp_path, capsys):
+    sketches, masks, model = inputs
+    (tmp_path / "evidence.png").write_bytes(b"mine")
+    line = one_error(capsys, str(sketches), "--model", str(model), "--masks", str(masks),
+                     "--explain", str(tmp_path / "evidence.png"))
+    assert "--explain" in line and "a file is there" in line
+    assert (tmp_path / "evidence.png").read_bytes() == b"mine"

@@ -8,18 +8,22 @@ A sketch's photo or mask is the file named like it (its stem), or FS2K's pair of
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
 import pandas as pd
+from PIL import Image
 
 from esgar.data.layout import photo_file_stem
 from esgar.errors import ConfigError
 
-__all__ = ["COLUMNS", "IMAGE_SUFFIXES", "collect", "companion"]
+__all__ = ["COLUMNS", "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "collect", "companion"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+MAX_PIXELS = 40_000_000  # FS2K's largest is 475x340; a scan of a drawing, a few megapixels
+MIN_SIDE = 32
 COLUMNS = ["sample_id", "sketch_path", "photo_path", "image_name", "name", "width", "height",
            "split"]
 
@@ -32,9 +36,27 @@ def _images_in(path: Path) -> list[Path]:
 
 
 def _image_size(path: Path) -> tuple[int, int] | str:
-    """(width, height) of an image as the parser and the dataset read it, or the problem."""
+    """(width, height) of an image as the parser and the dataset read it, or the problem. The
+    header's size is checked before any pixel is decoded: an image claiming 60000x60000 is
+    refused, not decoded (several GB), and one under `MIN_SIDE` pixels a side has too little
+    of a face to judge."""
     if not path.is_file():
         return "no such file"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:
+        return (f"the image claims more than {MAX_PIXELS // 10**6} megapixels (a decompression "
+                "bomb?)")
+    except (OSError, ValueError):
+        return "cannot read the image (not an image file, or damaged)"
+    if width * height > MAX_PIXELS:
+        return (f"the image is {width}x{height}, more than the {MAX_PIXELS // 10**6} "
+                "megapixels a sketch may have")
+    if min(width, height) < MIN_SIDE:
+        return f"the image is {width}x{height}: too small to judge (at least {MIN_SIDE} px a side)"
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if im is None:
         return "cannot read the image (not an image file, or damaged)"

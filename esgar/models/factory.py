@@ -145,12 +145,22 @@ def load_trained(model_dir: str | Path, device: str | torch.device = "cpu"
     path = model_dir / MODEL_FILE
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-        config, weights = info["model"], model_dir / info.get("weights", "best.pt")
+        config, name = info["model"], info.get("weights", "best.pt")
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: no trained model here (run the train stage)") from None
     except (ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"{path}: not a model description ({e})") from None
-    net = create_model(**config)
+    if not isinstance(config, dict) or not isinstance(name, str):
+        raise ModelLoadError(f"{path}: not a model description (model and weights)")
+    if Path(name).name != name or name in ("", ".", ".."):  # never a file outside the folder
+        raise ModelLoadError(f"{path}: weights {name!r} is not a file name inside {model_dir}")
+    weights = model_dir / name
+    try:
+        net = create_model(**config)
+    except (EsgarError, TypeError, ValueError, KeyError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelLoadError(f"{path}: the model it describes cannot be built ({first[:300]})"
+                             ) from None
     try:
         state = torch.load(weights, map_location=device, weights_only=True)
         net.load_state_dict(state)
