@@ -22,12 +22,14 @@ KINDS = {
     "params": "a mistake in params.yaml (type, range, unknown key or name)",
     "data": "bad data: missing, corrupt or inconsistent files",
     "relabel": "human decisions: time zones, ties, class names, removed accounts, deleted "
-               "tasks, snapshots edited by hand",
+               "tasks, snapshots edited by hand, malformed exports",
     "archive": "hostile archives: zip bombs, links, traversal",
-    "service": "an unreachable, silent or dead service",
+    "service": "an unreachable, silent, dripping or endless service",
     "output": "outputs: foreign folders, truncated checkpoints, permissions",
     "interrupt": "a run killed midway",
     "arguments": "a mistake on a command line (a flag's value, an output's file type)",
+    "security": "hostile requests and text: credentials in URLs, formulas, unauthenticated, "
+                "oversized, slow or malformed posts",
 }
 
 
@@ -64,7 +66,7 @@ def main() -> int:
     print("\n| stage | " + " | ".join(kinds) + " | cases |")
     print("|---|" + "---|" * (len(kinds) + 1))
     for stage in ("pull", "download", "prepare", "masks", "train", "evaluate", "crossfit",
-                  "select", "push", "flows", "predict", "all"):
+                  "select", "push", "flows", "webhook", "predict", "all"):
         if stage in by_stage:
             c = by_stage[stage]
             print(f"| `{stage}` | " + " | ".join(str(c[k] or "") for k in kinds)
