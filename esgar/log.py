@@ -35,7 +35,11 @@ def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     if record.name.split(".")[0] in _OURS:
         from esgar.connectivity import redact_text
 
-        record.msg, record.args = redact_text(record.getMessage()), None
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # the handler reports a bad format as it always has
+            return record
+        record.msg, record.args = redact_text(message), None
     return record
 
 

@@ -298,10 +298,11 @@ def main() -> None:
     trigger = RetrainTrigger(hook.min_annotations, start, active)
     receiver = Receiver(hook.host, hook.port, trigger, secret)
     try:
-        url = args.public_url or receiver.start()
+        listening = receiver.start()
     except OSError as e:
         raise ls.LabelStudioUnavailable(f"cannot listen on {hook.host}:{hook.port} ({e}); set "
                                         "flows.webhook.port") from None
+    url = args.public_url or listening
     try:
         with ls.connect(server) as client:
             project = ls.find_project(client, s.labelstudio.project)
@@ -310,8 +311,8 @@ def main() -> None:
                                                 f"{server.url} yet: run the push stage first")
             ls.ensure_webhook(client, project, url,
                               headers={SECRET_HEADER: secret} if secret else None)
-        log.info("listening on %s: %d annotations start %s", url, hook.min_annotations,
-                 deployment)
+        log.info("listening on %s (Label Studio posts to %s): %d annotations start %s",
+                 listening, url, hook.min_annotations, deployment)
         stop = threading.Event()
         threading.Thread(target=_poll, args=(trigger, stop), daemon=True).start()
         try:

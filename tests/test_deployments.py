@@ -132,7 +132,10 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
             tasks, flipped = asked_tasks(repo)
             ids = ls.import_tasks(client, project, tasks)
             with open(hook_log, "w") as out:
-                hook = subprocess.Popen(["python", "-m", "flows.webhook"], cwd=repo,
+                # the URL Label Studio posts to given, as behind a proxy (here the same one)
+                public = f"http://127.0.0.1:{hook_port}/"
+                hook = subprocess.Popen(["python", "-m", "flows.webhook", "--public-url",
+                                         public], cwd=repo,
                                         env=env, stdout=out, stderr=subprocess.STDOUT)
             health = f"http://127.0.0.1:{hook_port}/health"
 
