@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from esgar.connectivity import redact, redact_text
 from esgar.integrations import labelstudio as ls
 from esgar.integrations import tracking
 
@@ -10,7 +11,7 @@ __all__ = ["labelstudio_link", "mlflow_model_link", "mlflow_run_link"]
 
 def _ui() -> str | None:
     uri = tracking.tracking_uri()
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+    return redact(uri.rstrip("/")) if uri.startswith(("http://", "https://")) else None
 
 
 def mlflow_run_link(run_id: str, text: str | None = None) -> str:
@@ -20,8 +21,8 @@ def mlflow_run_link(run_id: str, text: str | None = None) -> str:
     label = text or f"run {run_id[:8]}"
     if ui:
         return f"[{label}]({ui}/#/runs/{run_id})"
-    return (f"{label} (`{run_id}`; `mlflow ui --backend-store-uri {tracking.tracking_uri()}` "
-            "shows it)")
+    store = redact(tracking.tracking_uri())
+    return f"{label} (`{run_id}`; `mlflow ui --backend-store-uri {store}` shows it)"
 
 
 def mlflow_model_link(name: str, version: str) -> str:
@@ -40,7 +41,8 @@ def labelstudio_link(project_title: str) -> str:
         with ls.connect(server) as client:
             project = ls.find_project(client, project_title)
     except ls.LabelStudioUnavailable as e:
-        return f"Label Studio unavailable: {e}"
+        return f"Label Studio unavailable: {redact_text(str(e))}"
+    url = redact(server.url)  # the report is shown to anyone who can see the flow run
     if project is None:
-        return f"no project {project_title!r} at {server.url} yet"
-    return f"[{project_title}]({server.url}/projects/{project})"
+        return f"no project {project_title!r} at {url} yet"
+    return f"[{project_title}]({url}/projects/{project})"

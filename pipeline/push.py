@@ -30,6 +30,7 @@ from PIL import Image
 from esgar import schema
 from esgar.active.relabels import read_snapshot
 from esgar.active.tasks import build_tasks, gold_candidates, interleave, pick_gold
+from esgar.connectivity import redact
 from esgar.data.table import load_table
 from esgar.errors import ConfigError
 from esgar.integrations import labelstudio as ls
@@ -120,7 +121,7 @@ def main() -> None:
     client = ls.connect(server) if server else None  # checked before any work
     tasks = build_tasks(manifest, guesses, labels, urls, model_version, pp.prefill, pp.hints,
                         gold)
-    record = {"server": server.url if server else None, "project": lp.project,
+    record = {"server": redact(server.url) if server else None, "project": lp.project,
               "model_version": model_version, "prefill": pp.prefill,
               "annotators_per_task": lp.annotators_per_task, "tasks": len(tasks),
               "gold_tasks": len(gold)}

@@ -269,3 +269,16 @@ def test_formulas_from_annotators_cannot_run_in_a_spreadsheet():
     hostile = {**task, "data": {**task["data"], "sample_id": "=cmd|' /C calc'!A0"}}
     answers, problems = read_answers([hostile])
     assert answers.empty and "is no sample id of the pipeline" in problems[0]
+
+
+def test_no_password_in_the_flows_reports(monkeypatch):
+    from flows.report import labelstudio_link, mlflow_model_link, mlflow_run_link
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:{SECRET}@127.0.0.1:{free_port()}")
+    monkeypatch.setenv("LABEL_STUDIO_URL", f"http://user:{SECRET}@127.0.0.1:{free_port()}")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "k")
+    shown = [mlflow_run_link("0123456789abcdef"), mlflow_model_link("esgar-fs2k", "3"),
+             labelstudio_link("esgar")]
+    assert all("***@127.0.0.1" in line for line in shown[:2]), shown
+    assert "Label Studio unavailable" in shown[2], shown
+    assert not any(SECRET in line for line in shown), shown
