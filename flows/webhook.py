@@ -177,14 +177,19 @@ async def _body(request: Request) -> bytes | JSONResponse:
     return bytes(got)
 
 
-def create_app(trigger: RetrainTrigger, secret: str | None = None) -> FastAPI:
-    """POST / with a Label Studio webhook payload -> `trigger.add`; GET /health -> 200."""
+def create_app(trigger: RetrainTrigger, secret: str | None = None,
+               ready: threading.Event | None = None) -> FastAPI:
+    """POST / with a Label Studio webhook payload -> `trigger.add`; GET /health -> 200 once
+    `ready` is set (the webhook registered: annotations made before would never be posted),
+    503 until then."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"pending": trigger.pending, "threshold": trigger.threshold,
-                "runs": trigger.runs}
+    def health() -> JSONResponse:
+        up = ready is None or ready.is_set()
+        return JSONResponse({"ready": up, "pending": trigger.pending,
+                             "threshold": trigger.threshold, "runs": trigger.runs},
+                            status_code=200 if up else 503)
 
     @app.post("/")
     async def receive(request: Request) -> JSONResponse:
@@ -226,18 +231,22 @@ def loopback(host: str) -> bool:
 
 class Receiver:
     """The receiver served by uvicorn on `host:port` (port 0: any free one), in a thread
-    (`start`, `stop`) or in the foreground (`run`)."""
+    (`start`, `stop`) or in the foreground (`run`). `ready`: whether /health answers 200 from
+    the start, or only once `ready_event` is set."""
 
     def __init__(self, host: str, port: int, trigger: RetrainTrigger,
-                 secret: str | None = None):
+                 secret: str | None = None, ready: bool = True):
         if not loopback(host) and not secret:
             raise ConfigError(f"flows.webhook.host {host!r} is not a loopback address: the "
                               f"receiver would take posts from the network; set "
                               f"{SECRET_VARIABLE} (Label Studio then sends it), or listen on "
                               "127.0.0.1")
         self.trigger = trigger
-        config = uvicorn.Config(create_app(trigger, secret), host=host, port=port,
-                                http=_HeadInTime, limit_concurrency=MAX_CONNECTIONS,
+        self.ready_event = threading.Event()
+        if ready:
+            self.ready_event.set()
+        config = uvicorn.Config(create_app(trigger, secret, self.ready_event), host=host,
+                                port=port, http=_HeadInTime, limit_concurrency=MAX_CONNECTIONS,
                                 timeout_keep_alive=5, log_level="warning", access_log=False,
                                 lifespan="off")
         self.server = uvicorn.Server(config)
@@ -296,7 +305,7 @@ def main() -> None:
                                         "itself with Label Studio's project; see .env.example")
     start, active = prefect_runner(deployment)
     trigger = RetrainTrigger(hook.min_annotations, start, active)
-    receiver = Receiver(hook.host, hook.port, trigger, secret)
+    receiver = Receiver(hook.host, hook.port, trigger, secret, ready=False)
     try:
         listening = receiver.start()
     except OSError as e:
@@ -311,6 +320,7 @@ def main() -> None:
                                                 f"{server.url} yet: run the push stage first")
             ls.ensure_webhook(client, project, url,
                               headers={SECRET_HEADER: secret} if secret else None)
+        receiver.ready_event.set()
         log.info("listening on %s (Label Studio posts to %s): %d annotations start %s",
                  listening, url, hook.min_annotations, deployment)
         stop = threading.Event()

@@ -111,3 +111,17 @@ def test_a_secret_is_required_when_set_and_beyond_loopback():
         assert right.status_code == 200 and trigger.pending == 1
     finally:
         guarded.stop()
+
+
+def test_health_says_ready_only_once_the_webhook_is_registered():
+    # an annotation made before Label Studio knows the receiver would never be posted
+    trigger = RetrainTrigger(5, start=lambda: "run", active=lambda last: False)
+    receiver = Receiver("127.0.0.1", 0, trigger, ready=False)
+    receiver.start()
+    try:
+        waiting = httpx.get(receiver.url + "health", timeout=5)
+        assert waiting.status_code == 503 and waiting.json()["ready"] is False
+        receiver.ready_event.set()
+        assert httpx.get(receiver.url + "health", timeout=5).json()["ready"] is True
+    finally:
+        receiver.stop()
