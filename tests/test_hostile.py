@@ -282,3 +282,16 @@ def test_no_password_in_the_flows_reports(monkeypatch):
     assert all("***@127.0.0.1" in line for line in shown[:2]), shown
     assert "Label Studio unavailable" in shown[2], shown
     assert not any(SECRET in line for line in shown), shown
+
+
+def test_thousands_of_warnings_are_a_few_lines():
+    from esgar.log import summarize
+
+    lines = [f"snapshot.csv row {k}: sample 'photo1_image{k:04d}' is not in the table"
+             for k in range(50_000)]
+    lines += [f"snapshot.csv row {k}: class 'x{k}' is no class of hair" for k in range(7)]
+    shown = summarize(lines)
+    assert len(shown) == 3 + 3 + 2, shown
+    assert shown[:3] == lines[:3]
+    assert "... and 49997 more like: sample * is not in the table" in shown
+    assert "... and 4 more like: class * is no class of hair" in shown
