@@ -37,7 +37,7 @@ from esgar.active.relabels import read_snapshot
 from esgar.errors import EsgarError
 from esgar.integrations import labelstudio as ls
 from esgar.integrations import tracking
-from esgar.io import FORMULA_PREFIXES, sha256sum, spreadsheet_safe, write_json, write_text
+from esgar.io import sha256sum, spreadsheet_safe, write_json, write_text
 from esgar.log import summarize
 from pipeline.common import run_stage, stage_args
 from pipeline.params.base import load
@@ -46,11 +46,12 @@ from pipeline.params.labelstudio import LabelStudioParams, PullParams
 log = logging.getLogger("pipeline.pull")
 
 
-def check_not_edited(pp: PullParams) -> None:
-    """The snapshot is as the last pull wrote it (its sha256 in the report; or the one before,
-    should that pull have stopped between writing the report and the snapshot), else stop:
-    pull rewrites it from Label Studio and hand edits would be lost."""
-    recorded = _read_json(pp.report)
+def check_not_edited(pp: PullParams, recorded: dict[str, Any] | None = None) -> None:
+    """The snapshot is as the last pull wrote it (its sha256 in `recorded`, the last report,
+    read when not given; or the one before, should that pull have stopped between writing the
+    report and the snapshot), else stop: pull rewrites it from Label Studio and hand edits
+    would be lost."""
+    recorded = _read_json(pp.report) if recorded is None else recorded
     known = {recorded.get("snapshot_sha256"), recorded.get("previous_snapshot_sha256")} - {None}
     if known and pp.snapshot.is_file() and sha256sum(pp.snapshot) not in known:
         raise EsgarError(f"{pp.snapshot} was changed since the last pull wrote it (its sha256 "
@@ -139,7 +140,8 @@ def main() -> None:
         log.warning("no Label Studio configured (LABEL_STUDIO_URL unset): %s stays as it is",
                     pp.snapshot)
         return
-    check_not_edited(pp)
+    before = _read_json(pp.report)
+    check_not_edited(pp, before)
     previous = read_snapshot(pp.snapshot)
     client = ls.connect(server)
     project = ls.find_project(client, lp.project)
@@ -168,16 +170,16 @@ def main() -> None:
     for line in summarize(problems):  # every one in the report
         log.warning("%s", line)
     # annotator names are theirs to choose: nothing in them may run in a spreadsheet
-    formulas = int(answers["annotator"].astype(str).str.startswith(FORMULA_PREFIXES).sum())
+    safe_answers = spreadsheet_safe(answers, ["annotator"])
+    formulas = int((safe_answers["annotator"] != answers["annotator"]).sum())
     if formulas:
         log.warning("%d answer(s) from annotators whose names start like a spreadsheet formula: "
                     "written with a leading ' so that no spreadsheet runs them", formulas)
     snapshot_csv = spreadsheet_safe(snapshot, ["annotator"]).to_csv(index=False)
-    answers_csv = spreadsheet_safe(answers, ["annotator"]).to_csv(index=False)
+    answers_csv = safe_answers.to_csv(index=False)
     summary = report(quality, answers, snapshot, problems, pp, gold)
     summary["snapshot_sha256"] = _sha256(snapshot_csv)
     summary["answers_sha256"] = _sha256(answers_csv)
-    before = _read_json(pp.report)
     summary["previous_snapshot_sha256"] = before.get("snapshot_sha256")
     write_text(pp.answers, answers_csv)
     write_json(pp.report, summary)  # before the snapshot: see check_not_edited

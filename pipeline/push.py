@@ -116,11 +116,11 @@ def main() -> None:
                               "run from a repository inside it, or set "
                               "LABEL_STUDIO_DOCUMENT_ROOT to the server's") from None
 
-    for sid in manifest["sample_id"].unique():  # every URL, before any server or file work
-        urls(sid)
+    # every URL, before any server or file work
+    links = {sid: urls(sid) for sid in manifest["sample_id"].unique()}
     client = ls.connect(server) if server else None  # checked before any work
-    tasks = build_tasks(manifest, guesses, labels, urls, model_version, pp.prefill, pp.hints,
-                        gold)
+    tasks = build_tasks(manifest, guesses, labels, links.__getitem__, model_version, pp.prefill,
+                        pp.hints, gold)
     record = {"server": redact(server.url) if server else None, "project": lp.project,
               "model_version": model_version, "prefill": pp.prefill,
               "annotators_per_task": lp.annotators_per_task, "tasks": len(tasks),
