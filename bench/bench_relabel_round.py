@@ -35,7 +35,7 @@ from benchlib import REPO, build, free_port, stage_run, truth
 
 from esgar import schema
 from esgar.active.relabels import read_snapshot
-from esgar.active.tasks import prediction_result
+from esgar.active.tasks import choices_result
 from esgar.data.dataset import SketchDataset
 from esgar.data.fs2k import read_fs2k
 from esgar.data.table import build_sample_table
@@ -69,7 +69,7 @@ def answer_all(server: ls.Server, project_title: str, true: dict) -> int:
         for a in data["questions"]:
             if (sid, a) in true:
                 labels[a] = schema.BY_NAME[a].classes[true[(sid, a)]]
-        ls.annotate(client, task["id"], prediction_result(labels))
+        ls.annotate(client, task["id"], choices_result(labels))
         n += 1
     return n
 

@@ -1,6 +1,6 @@
 """Tasks from the selection, answers with their provenance, and decisions from several
 annotators (no server: the exported shape of `esgar.integrations.labelstudio.export_annotations`;
-the server's own marks are checked in Chromium, tests/test_annotator_view.py)."""
+the server's own marks are checked in Chromium, tests/test_stages_relabel.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from esgar.active.relabels import apply_relabels, read_snapshot
 from esgar.active.simulate import SimulatedAnnotator
 from esgar.active.tasks import (
     build_tasks,
+    choices_result,
     gold_candidates,
     interleave,
     pick_gold,
-    prediction_result,
 )
 
 LABELS = {a.name: a.classes[0] for a in schema.ATTRIBUTES}
@@ -132,7 +132,7 @@ def task(annotations, questions=("earring",), task_id=7, prefill="none", gold=No
 
 def answer(who, when, cancelled=False, unsure=False, origins=None, seconds=6.0, **answers):
     chosen = {**LABELS, **answers}
-    result = prediction_result(chosen)
+    result = choices_result(chosen)
     origins = origins or {}
     for item in result:
         item["origin"] = origins.get(item["from_name"], "prediction"

@@ -30,8 +30,8 @@ import pandas as pd
 
 from esgar import schema
 
-__all__ = ["IMAGE", "PREFILLS", "build_tasks", "gold_candidates", "interleave", "pick_gold",
-           "prediction_result", "prefilled_answers", "question_text"]
+__all__ = ["IMAGE", "PREFILLS", "build_tasks", "choices_result", "gold_candidates", "interleave",
+           "pick_gold", "prefilled_answers", "question_text"]
 
 PREFILLS = ("none", "current", "model")
 IMAGE = "sketch"  # the label config's Image every question points at
@@ -39,10 +39,18 @@ TITLES = {"hair": "hair", "hair_color": "hair colour", "gender": "gender", "earr
           "smile": "smile", "frontal_face": "head pose", "style": "drawing style"}
 
 
-def prediction_result(answers: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Label Studio's result for single-choice answers {attribute: class name}."""
-    return [{"from_name": a, "to_name": IMAGE, "type": "choices", "value": {"choices": [c]}}
-            for a, c in answers.items()]
+def choices_result(answers: Mapping[str, str | Sequence[str]], to_name: str = IMAGE,
+                   origins: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """A result answering Choices questions: {question (a Choices `name`): its choice, or a list
+    of choices for a multiple-choice question} -> Label Studio's regions on the object `to_name`
+    (the questions' `toName`). A choice is its `alias` where it has one, else its `value`.
+    `origins`: {question: origin}, the mark the labelling view gives each item (`manual`,
+    `prediction`, `prediction-changed`), for a client that answers as that view would."""
+    origins = origins or {}
+    return [{"from_name": q, "to_name": to_name, "type": "choices",
+             "value": {"choices": [a] if isinstance(a, str) else list(a)},
+             **({"origin": origins[q]} if q in origins else {})}
+            for q, a in answers.items()]
 
 
 def prefilled_answers(questions: Sequence[str], guess: Mapping[str, str],
@@ -97,7 +105,7 @@ def build_tasks(manifest: pd.DataFrame, guesses: Mapping[str, Mapping[str, str]]
                      "in_question": question_text(questions, guesses[sid], labels[sid], hints)},
             "predictions": [{"model_version": model_version,
                              "score": float(rows["score"].max()),
-                             "result": prediction_result(start)}],
+                             "result": choices_result(start)}],
         }
         if sid in gold:
             task["meta"] = {"gold": {a: gold[sid][a] for a in questions}}

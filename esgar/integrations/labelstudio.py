@@ -40,6 +40,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from esgar.active.tasks import choices_result  # the task format's, used here to answer
 from esgar.connectivity import bounded, redact
 from esgar.errors import EsgarError
 
@@ -576,20 +577,6 @@ def export_annotations(client: Client, project_id: int, all_tasks: bool = False
                                      f"project {project_id} is not JSON ({str(e)[:100]})"
                                      ) from None
     return check_export(parsed, emails)
-
-
-def choices_result(answers: Mapping[str, str | Sequence[str]], to_name: str,
-                   origins: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """A result answering Choices questions: {question (a Choices `name`): its choice, or a list
-    of choices for a multiple-choice question} -> Label Studio's regions on the object `to_name`
-    (the questions' `toName`). A choice is its `alias` where it has one, else its `value`.
-    `origins`: {question: origin}, the mark the labelling view gives each item (`manual`,
-    `prediction`, `prediction-changed`), for a client that answers as that view would."""
-    origins = origins or {}
-    return [{"from_name": q, "to_name": to_name, "type": "choices",
-             "value": {"choices": [a] if isinstance(a, str) else list(a)},
-             **({"origin": origins[q]} if q in origins else {})}
-            for q, a in answers.items()]
 
 
 def choices_answers(result: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
