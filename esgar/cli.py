@@ -70,6 +70,7 @@ def _predict(args: argparse.Namespace) -> int:
     import tempfile
 
     from esgar import explain
+    from esgar.device import PRECISIONS
     from esgar.inference.files import collect
     from esgar.inference.masking import MaskOptions
     from esgar.inference.predict import predict
@@ -79,6 +80,8 @@ def _predict(args: argparse.Namespace) -> int:
     if args.explain is not None and args.explain.exists() and not args.explain.is_dir():
         raise EsgarError(f"--explain {args.explain}: a file is there; give a folder (made if "
                          "missing) for the evidence maps")
+    if args.precision not in PRECISIONS:
+        raise EsgarError(f"--precision {args.precision!r}: use {', '.join(PRECISIONS)}")
     if args.explain_method not in explain.METHODS:
         raise EsgarError(f"--explain-method: evidence method {args.explain_method!r} is not one of "
                          f"{', '.join(explain.METHODS)}")
@@ -97,7 +100,8 @@ def _predict(args: argparse.Namespace) -> int:
                 if args.explain is not None else None)
     with tempfile.TemporaryDirectory(prefix="esgar-model-") as work:
         predictor = _predictor(args.model, work, args.device)
-        result = predict(predictor, table, options, args.batch_size, evidence, failures)
+        result = predict(predictor, table, options, args.batch_size, evidence, failures,
+                         precision=args.precision)
     if args.out is not None:
         if args.out.suffix.lower() == ".csv":
             write_text(args.out, result.frame().to_csv(index=False))
@@ -177,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="auto (the head's attention, else Grad-CAM), attention, gradcam")
     pred.add_argument("--batch-size", type=int, default=16)
     pred.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    pred.add_argument("--precision", default="auto",
+                      help="auto (bf16 where the CPU has AMX or AVX-512 BF16, or on CUDA; "
+                           "else fp32), bf16 or fp32; give the model's train.precision to "
+                           "predict exactly what its evaluate stage scored")
 
     args = parser.parse_args(argv)
     configure(quiet=args.quiet)

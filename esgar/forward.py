@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from esgar.device import Precision
 from esgar.log import progress
 
 __all__ = ["attention_batch", "batched_logits", "predictions_frame", "probabilities"]
@@ -31,20 +32,24 @@ def probabilities(logits: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, 
 
 @torch.inference_mode()
 def batched_logits(model: nn.Module, loader: DataLoader, device: torch.device,
-                   amp: bool = False, desc: str | None = None
+                   precision: Precision | None = None, desc: str | None = None
                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Logits per attribute (float [N, C]) and the dataset row index of each (int [N]).
+    """Logits per attribute (float32 [N, C]) and the dataset row index of each (int [N]).
 
     Batches carry `image`, `grids` and `index` (see `esgar.data.dataset.SketchDataset`);
-    `amp`: bf16 autocast on CUDA. `desc`: show a progress bar with this label.
+    `precision`: how the forward passes compute (`esgar.device.resolve_precision`; None: fp32).
+    `desc`: show a progress bar with this label.
     """
     model.eval()
     out: dict[str, list[np.ndarray]] = {}
     index = []
     for batch in progress(loader, desc=desc, disable=desc is None, leave=False):
-        with torch.autocast(device.type, dtype=torch.bfloat16,
-                            enabled=amp and device.type == "cuda"):
-            logits = model(batch["image"].to(device), batch["grids"].to(device))
+        images = batch["image"].to(device)
+        if precision is None:
+            logits = model(images, batch["grids"].to(device))
+        else:
+            with precision.autocast():
+                logits = model(precision.images(images), batch["grids"].to(device))
         for a, z in logits.items():
             out.setdefault(a, []).append(z.float().cpu().numpy())
         index.append(np.asarray(batch["index"]))

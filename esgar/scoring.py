@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from esgar.data.dataset import SketchDataset
+from esgar.device import Precision
 from esgar.errors import EsgarError
 from esgar.forward import batched_logits
 from esgar.training import make_loader
@@ -45,16 +46,17 @@ class Scored:
 
 
 def score_split(net: torch.nn.Module, table: pd.DataFrame, split: str, masks: str | Path,
-                batch_size: int, device: torch.device, amp: bool = False) -> Scored:
+                batch_size: int, device: torch.device, precision: Precision | None = None
+                ) -> Scored:
     """`net` (an `AttributeModel`) on the rows of `table` in `split`, with the mask store
-    `masks`; evaluation geometry (center crop), a progress bar. EsgarError when the split is
-    empty."""
+    `masks`; evaluation geometry (center crop), forward passes in `precision` (None: fp32),
+    a progress bar. EsgarError when the split is empty."""
     rows = table[table["split"] == split]
     if rows.empty:
         raise EsgarError(f"the sample table has no {split!r} sketches to score")
     ds = SketchDataset.for_model(net, rows, masks, train=False, cache=False)
     logits, index = batched_logits(net, make_loader(ds, batch_size, False, 0, 0), device,
-                                   amp=amp, desc=f"score {split}")
+                                   precision, desc=f"score {split}")
     attrs = tuple(net.attributes)
     truth = ds.labels.numpy()[index]
     pred = np.stack([logits[a].argmax(1) for a in attrs], 1)

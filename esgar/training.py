@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from esgar import schema
-from esgar.device import check_device, resolve_device
+from esgar.device import PRECISIONS, Precision, check_device, resolve_device, resolve_precision
 from esgar.forward import batched_logits
 from esgar.io import atomic_path
 from esgar.log import progress
@@ -58,8 +58,23 @@ class TrainConfig(BaseModel):
     seed: int
     num_workers: int = Field(ge=0)
     device: str  # auto | cpu | cuda | cuda:N
-    amp: bool  # bf16 autocast on CUDA; ignored on CPU
+    precision: str  # auto (bf16 where the device has it) | bf16 | fp32: esgar.device
     attributes: tuple[str, ...] = schema.ATTRIBUTE_NAMES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amp_was_renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "amp" in data:
+            raise ValueError("amp was replaced by precision: auto (bf16 where the CPU or GPU "
+                             "has it, what amp: true did on CUDA), bf16 or fp32")
+        return data
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, v: str) -> str:
+        if v not in PRECISIONS:
+            raise ValueError(f"{v!r} is not one of {', '.join(PRECISIONS)}")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -87,6 +102,7 @@ class TrainResult:
     stopped_early: bool
     history: list[dict[str, float]]
     class_counts: dict[str, list[int]]  # per attribute, the training labels the loss saw
+    precision: dict[str, Any]  # Precision.record() of the epochs this call trained
 
 
 def seed_everything(seed: int) -> None:
@@ -134,8 +150,10 @@ def _lr_lambda(total_steps: int, min_ratio: float) -> Callable[[int], float]:
 
 
 def fingerprint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed: the network and the optimisation."""
-    keep = cfg.model_dump(exclude={"epochs", "num_workers", "device"}, mode="json")
+    """What must match for a checkpoint to be resumed: the network and the optimisation.
+    Not the precision: weights and optimiser state are fp32 in both, so a run interrupted in
+    one precision continues in the other (`train` says so)."""
+    keep = cfg.model_dump(exclude={"epochs", "num_workers", "device", "precision"}, mode="json")
     return json.loads(json.dumps(
         {"model": getattr(model, "config", type(model).__name__), "train": keep}, default=str))
 
@@ -180,29 +198,32 @@ def load_checkpoint(path: Path, expected: dict[str, Any], cfg: TrainConfig,
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any],
-                    loader: DataLoader, expected: dict[str, Any]) -> None:
-    """Everything `load_checkpoint` needs to continue exactly, written atomically."""
+                    loader: DataLoader, expected: dict[str, Any], precision: str) -> None:
+    """Everything `load_checkpoint` needs to continue exactly, written atomically;
+    `precision`: what the epochs so far computed in (bf16 or fp32)."""
     # Saved through a file object: torch then names the archive's root "archive", not after the
     # temporary file, so the same checkpoint gives the same bytes.
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "state": state,
                     "loader_rng": loader.generator.get_state(),
-                    "torch_rng": torch.get_rng_state(), "fingerprint": expected}, f)
+                    "torch_rng": torch.get_rng_state(), "fingerprint": expected,
+                    "precision": precision}, f)
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
-                    amp: bool, desc: str) -> float:
-    """One pass over `loader` (batches of image, grids, labels); the mean training loss."""
+                    precision: Precision, desc: str) -> float:
+    """One pass over `loader` (batches of image, grids, labels); the mean training loss.
+    The forward pass runs in `precision`; the loss and the optimiser step in fp32."""
     model.train()
     running, seen = 0.0, 0
     bar = progress(loader, desc=desc, leave=False, unit="batch")
     for batch in bar:
-        images, grids = batch["image"].to(device), batch["grids"].to(device)
-        labels = batch["labels"].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        images = precision.images(batch["image"].to(device))
+        grids, labels = batch["grids"].to(device), batch["labels"].to(device)
+        with precision.autocast():
             logits = model(images, grids)
         loss = loss_fn({a: v.float() for a, v in logits.items()}, labels)
         optimizer.zero_grad(set_to_none=True)
@@ -246,7 +267,9 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model.to(device)
+    precision = resolve_precision(cfg.precision, device)
+    log.info("training in %s", precision.describe())
+    precision.prepare(model.to(device))
     attrs = tuple(cfg.attributes)
     train_labels = train_ds.labels.numpy()  # type: ignore[attr-defined]
     # priors always come from the current training labels; build_loss rejects an empty class
@@ -261,7 +284,6 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(cfg.epochs * len(train_loader), cfg.min_lr_ratio))
-    amp = cfg.amp and device.type == "cuda"
 
     expected = fingerprint(model, cfg)
     ckpt = load_checkpoint(out_dir / LAST, expected, cfg, device) if resume else None
@@ -276,19 +298,25 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
         log.info("resuming after epoch %d from %s", state["epoch"], out_dir / LAST)
+        before = ckpt.get("precision", "fp32")
+        if before != precision.used:
+            log.warning("%s: the first %d epochs computed in %s, the rest compute in %s; the "
+                        "weights carry over (fp32 in both), but the result differs from a run "
+                        "in one precision", out_dir / LAST, state["epoch"], before,
+                        precision.used)
 
     while not _finished(state, cfg):
         epoch = state["epoch"] + 1
-        loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device, amp,
-                               desc=f"epoch {epoch}/{cfg.epochs}")
-        logits, index = batched_logits(model, val_loader, device, amp)
+        loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device,
+                               precision, desc=f"epoch {epoch}/{cfg.epochs}")
+        logits, index = batched_logits(model, val_loader, device, precision)
         metrics = {"train/loss": loss, "lr": scheduler.get_last_lr()[0],
                    **val_score(logits, val_labels[index], attrs)}
         if record_epoch(state, epoch, metrics):
             with atomic_path(out_dir / BEST) as tmp, open(tmp, "wb") as f:
                 torch.save(model.state_dict(), f)  # same weights, same bytes (see above)
         save_checkpoint(out_dir / LAST, model, optimizer, scheduler, state, train_loader,
-                        expected)
+                        expected, precision.used)
         log.info("epoch %d: loss %.4f, val mean balanced acc %.4f%s", epoch, loss,
                  metrics["val/mean_bacc"], " (best)" if state["best_epoch"] == epoch else "")
         if on_epoch is not None:
@@ -297,4 +325,5 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     return TrainResult(best_epoch=state["best_epoch"], best_score=state["best_score"],
                        epochs_run=state["epoch"], stopped_early=state["stale"] >= cfg.patience,
                        history=state["history"],
-                       class_counts={a: [int(n) for n in c] for a, c in counts.items()})
+                       class_counts={a: [int(n) for n in c] for a, c in counts.items()},
+                       precision=precision.record())

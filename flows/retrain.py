@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from esgar.data.table import load_table
-from esgar.device import resolve_device
+from esgar.device import resolve_device, resolve_precision
 from esgar.integrations import tracking
 from esgar.models.factory import MODEL_FILE
 from esgar.promotion import leaderboard
@@ -42,13 +42,14 @@ def register_model(repo: str, params: str) -> dict[str, Any]:
             raise StageFailed(f"{Path(s.train.out) / MODEL_FILE} names no MLflow run: run the "
                               "train stage")
         metrics = read_json(s.registry.metrics)
+        device = resolve_device(s.train.device)
         tags = {"git_commit": tracking.git_commit(), "head": s.model.head,
                 "backbone": s.model.backbone, "img_size": str(s.model.img_size),
                 **tracking.data_version([str(s.model.table), str(s.model.masks)])}
         outcome = register_and_decide(
             s.registry.model_name, run_id, load_table(s.model.table), s.model.masks,
             s.registry.policy.policy(), metrics, tags, batch_size=s.train.batch_size,
-            device=resolve_device(s.train.device))
+            device=device, precision=resolve_precision(s.train.precision, device))
         summary = describe(outcome)
         refs = [f"{outcome.name}/{outcome.version}"]
         if outcome.champion_before and outcome.champion_before != outcome.version:

@@ -23,7 +23,7 @@ import pandas as pd
 from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
-from esgar.device import resolve_device
+from esgar.device import resolve_device, resolve_precision
 from esgar.forward import attention_batch, predictions_frame
 from esgar.integrations import tracking
 from esgar.io import write_json, write_text, write_with
@@ -64,12 +64,16 @@ def main() -> None:
     mp, tp, ep = params["model"], params["train"], params["evaluate"]
     tracking.check_tracking()
     device = resolve_device(tp.device)
+    precision = resolve_precision(tp.precision, device)
+    log.info("scoring in %s", precision.describe())
     net, info = load_trained(tp.out, device)
+    precision.prepare(net)
     table = load_table(mp.table)
     attrs = net.attributes
     results, frames = {}, []
     for split in ep.splits:
-        scored = score_split(net, table, split, mp.masks, tp.batch_size, device, amp=tp.amp)
+        scored = score_split(net, table, split, mp.masks, tp.batch_size, device,
+                             precision)
         ds, logits, index = scored.dataset, scored.logits, scored.index
         truth, pred = scored.truth, scored.pred
         results[split] = evaluate(truth, pred, attrs, n_resamples=ep.bootstrap, seed=ep.seed)
@@ -92,7 +96,7 @@ def main() -> None:
         write_json(ep.bacc / f"{split}.json", bacc)
 
     tags = {"stage": "evaluate", "train_run_id": info.get("mlflow_run_id", ""),
-            "head": mp.head, "backbone": mp.backbone,
+            "head": mp.head, "backbone": mp.backbone, **precision.tags(),
             **tracking.data_version([str(mp.table), str(mp.masks), str(tp.out)])}
     logged = {"model": mp.model_dump(mode="json", by_alias=True),
               "evaluate": ep.model_dump(mode="json")}

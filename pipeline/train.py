@@ -1,7 +1,8 @@
 """DVC stage `train`: the model named in params.yaml on the train split, chosen on val.
 
 Outputs: `train.out/` (best.pt, last.pt, model.json: how to rebuild the network, which MLflow
-run holds it and how its masks were made, so `esgar predict` makes the same for new sketches),
+run holds it, the precision it trained in and on what hardware, and how its masks were made, so
+`esgar predict` makes the same for new sketches),
 `train.metrics` (DVC metrics: the best epoch and the epochs run), `train.report` (that, the
 best epoch's validation scores and the training labels' class counts, which the loss's priors
 come from) and the per-epoch curves `plots/train/history.csv`. The run, its curves and the model
@@ -18,6 +19,7 @@ import torch
 from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
+from esgar.device import resolve_device, resolve_precision
 from esgar.inference.publish import log_served_model
 from esgar.integrations import tracking
 from esgar.io import claim_dir, write_json, write_with
@@ -48,7 +50,8 @@ def main() -> None:
     data = {split: SketchDataset.for_model(net, table[table["split"] == split], mp.masks,
                                            train=split == "train")
             for split in ("train", "val")}
-    tags = {"stage": "train", "head": mp.head, "backbone": mp.backbone,
+    precision = resolve_precision(tp.precision, resolve_device(tp.device))
+    tags = {"stage": "train", "head": mp.head, "backbone": mp.backbone, **precision.tags(),
             **tracking.data_version([str(mp.table), str(mp.masks)])}
     recipe = mask_recipe(mp.masks)  # how new sketches' masks must be made (esgar predict)
     logged = {"model": mp.model_dump(mode="json", by_alias=True),
@@ -69,7 +72,7 @@ def main() -> None:
         tracking.log_artifact(tp.history, "plots")
         run_id = active.info.run_id
     save_trained(tp.out, net, BEST, mlflow_run_id=run_id, tracking_uri=tracking.tracking_uri(),
-                 masks=recipe)
+                 masks=recipe, precision=result.precision)
     # the class counts the loss's priors came from (relabels change them)
     write_json(tp.report, {**summary, "class_counts": result.class_counts})
     write_json(tp.metrics, {k: summary[k] for k in ("best_epoch", "epochs_run")})

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,7 +20,7 @@ from esgar import cli, schema
 from esgar.integrations import registry as reg
 from esgar.masks.store import mask_recipe
 from esgar.models.factory import create_model, save_trained, save_weights
-from tests.helpers import screenshot, write_random_weights
+from tests.helpers import run, screenshot, set_params, write_random_weights
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +94,35 @@ def test_predict_matches_the_evaluate_stage_and_reports_bad_files(tiny_repo, tmp
     first = records[0]["attributes"]["hair_color"]
     assert sum(first["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert first["class"] == max(first["probabilities"], key=first["probabilities"].get)
+
+
+def test_a_bf16_evaluate_stage_is_predicted_alike_in_bf16(repo, tmp_path):
+    """train.precision bf16 (emulated where the CPU lacks it): the evaluate stage scores in
+    bf16 and says so in MLflow; `esgar predict --precision bf16` gives its numbers, and fp32
+    the fp32 stage's, which differ measurably."""
+    rows = split_rows(repo)
+    sketches, masks = user_folders(repo, tmp_path, rows)
+    ids = list(rows.sample_id)
+    fp32 = stage_probs(repo, ids)
+    set_params(repo, train={"precision": "bf16"},
+               evaluate={"bootstrap": 0, "attention_samples": 0})
+    run([sys.executable, "-m", "pipeline.evaluate"], repo)
+    bf16 = stage_probs(repo, ids)
+    assert max(np.abs(bf16[a] - fp32[a]).max() for a in schema.ATTRIBUTE_NAMES) > 1e-4
+    for precision, want in (("bf16", bf16), ("fp32", fp32)):
+        out = tmp_path / f"{precision}.csv"
+        assert cli.main(["-q", "predict", str(sketches), "--model", str(repo / "models/esgar"),
+                         "--masks", str(masks), "--out", str(out),
+                         "--precision", precision]) == 0
+        got = frame_probs(pd.read_csv(out, keep_default_na=False))
+        for a in schema.ATTRIBUTE_NAMES:
+            np.testing.assert_allclose(got[a], want[a], atol=1e-5, err_msg=f"{precision} {a}")
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = "
+                              "'evaluate'", order_by=["attributes.start_time DESC"])
+    assert runs.iloc[0]["tags.precision.used"] == "bf16"
+    assert runs.iloc[0]["tags.precision.asked"] == "bf16"
+    assert cli.main(["-q", "predict", str(sketches), "--model", str(repo / "models/esgar"),
+                     "--masks", str(masks), "--precision", "fp16"]) == 1
 
 
 def test_predict_from_the_registry_and_a_run_id(repo, tmp_path, monkeypatch):

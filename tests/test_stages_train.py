@@ -8,9 +8,11 @@ import json
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import balanced_accuracy_score
 
+from esgar.device import resolve_precision
 from tests.helpers import ran_stages, run, set_params
 
 pytestmark = pytest.mark.slow
@@ -49,6 +51,13 @@ def test_repro_trains_evaluates_and_logs_to_mlflow(repo_copy, tmp_path, monkeypa
     assert len(train.data.tags["git_commit"].split("-")[0]) == 40  # the copy's HEAD
     assert train.data.tags["data.data/prepared"] not in ("", "missing")
     assert train.data.tags["data.data/masks"] not in ("", "missing")
+    # the precision asked for, what it chose on this CPU and why, in MLflow and model.json
+    chosen = resolve_precision("auto", torch.device("cpu")).record()
+    assert json.loads((repo_copy / "models/esgar/model.json").read_text())["precision"] == chosen
+    assert train.data.params["train.precision"] == "auto"
+    assert {k: train.data.tags[f"precision.{k}"] for k in chosen} == {
+        k: str(v).lower() if isinstance(v, bool) else v for k, v in chosen.items()}
+    assert evaluate.data.tags["precision.used"] == chosen["used"]
     curve = client.get_metric_history(train.info.run_id, "val/mean_bacc")
     assert [p.step for p in curve] == [1, 2]
     assert evaluate.data.tags["train_run_id"] == train.info.run_id

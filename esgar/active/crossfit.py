@@ -21,7 +21,7 @@ import torch
 from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.splits import iterative_folds, iterative_split
-from esgar.device import resolve_device
+from esgar.device import resolve_device, resolve_precision
 from esgar.forward import batched_logits, probabilities
 from esgar.models.factory import AttributeModel
 from esgar.training import BEST, TrainConfig, make_loader, seed_everything, train
@@ -62,9 +62,10 @@ def _probs(net: AttributeModel, rows: pd.DataFrame, mask_dir: Path, cfg: TrainCo
     """{attribute: float32 [len(rows), C]} in the order of `rows`."""
     ds = SketchDataset.for_model(net, rows, mask_dir, train=False, cache=False)
     device = resolve_device(cfg.device)
-    net.to(device)
+    precision = resolve_precision(cfg.precision, device)
+    precision.prepare(net.to(device))
     logits, index = batched_logits(net, make_loader(ds, cfg.batch_size, False, 0, 0), device,
-                                   cfg.amp)
+                                   precision)
     order = np.argsort(index)
     return {a: p[order] for a, p in probabilities(logits).items()}
 

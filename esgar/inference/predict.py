@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from esgar import schema
 from esgar.data.dataset import SketchDataset
+from esgar.device import resolve_precision
 from esgar.errors import ConfigError
 from esgar.forward import batched_logits, probabilities
 from esgar.inference.masking import MaskOptions, SketchMasks
@@ -48,19 +49,23 @@ def _no_region(index_row: pd.Series, names: Sequence[str]) -> bool:
 def predict(predictor: Predictor, table: pd.DataFrame, options: MaskOptions | None = None,
             batch_size: int = 16, explain: Explainer | None = None,
             failures: Mapping[str, str] | None = None, chunk: int = CHUNK,
-            show_progress: bool = True) -> Prediction:
+            show_progress: bool = True, precision: str = "auto") -> Prediction:
     """Masks for every row of `table` (from `esgar.inference.files.collect`), then class
     probabilities; `explain` is called on each chunk that was predicted. `failures`: the
-    problems `collect` found, carried into the result."""
+    problems `collect` found, carried into the result. `precision`: of the network's forward
+    passes (auto, bf16 or fp32; `esgar.device.resolve_precision`), as `train.precision` is
+    for the evaluate stage: the same setting on the same machine predicts what it scored."""
     options = options or MaskOptions()
     options.check()
     if batch_size < 1:
         raise ConfigError(f"batch size {batch_size}: give at least 1")
     net, recipe = predictor.net, predictor.recipe
     device = next(net.parameters()).device
+    prec = resolve_precision(precision, device)
+    prec.prepare(net)
     masks = SketchMasks(predictor, options, device)
-    _log.info("predicting %d sketch(es) with %s; %s", len(table), predictor.source,
-              masks.describe())
+    _log.info("predicting %d sketch(es) with %s in %s; %s", len(table), predictor.source,
+              prec.describe(), masks.describe())
     failed = dict(failures or {})
     kept, probs, fell = [], {}, []
     bar = progress(total=len(table), desc="predict", unit="sketch", disable=not show_progress)
@@ -92,7 +97,7 @@ def predict(predictor: Predictor, table: pd.DataFrame, options: MaskOptions | No
                                    net.grid_size, train=False, mean=net.mean, std=net.std,
                                    cache=False, attributes=())
                 logits, order = batched_logits(net, DataLoader(ds, batch_size=batch_size),
-                                               device)
+                                               device, prec)
                 p = probabilities({a: z[np.argsort(order)] for a, z in logits.items()})
                 for a, v in p.items():
                     probs.setdefault(a, []).append(v)

@@ -18,11 +18,11 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from esgar.connectivity import probe_target, reachable, socket_timeout
-from esgar.device import bf16_available, resolve_device
+from esgar.device import resolve_device, resolve_precision
 from esgar.errors import ConfigError, EsgarError
 from esgar.masks.labels import remap
 
-__all__ = ["PARSERS", "PRECISIONS", "ParserWeightsError", "load_parser", "parse_batch",
+__all__ = ["PARSERS", "ParserWeightsError", "load_parser", "parse_batch",
            "parse_one_reference", "prepare_for_batches"]
 
 INPUT_SIZE = 512
@@ -34,7 +34,6 @@ WEIGHTS: dict[str, tuple[str, str]] = {
 }
 DOWNLOAD_TIMEOUT_S = 30.0  # facexlib's download sets none: a silent host would hang it
 PARSERS = tuple(WEIGHTS)
-PRECISIONS = ("auto", "bf16", "fp32")
 NORMALISE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "bisenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
     "parsenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
@@ -101,11 +100,10 @@ def parse_batch(model: nn.Module, name: str, images_bgr: Sequence[np.ndarray],
     """Canonical label maps uint8 [H,W], one per image, each at its image's own size.
 
     precision: `bf16` (autocast; on CPUs with bf16 support this is where the speed comes from),
-    `fp32`, or `auto` (bf16 where the device supports it).
+    `fp32`, or `auto` (bf16 where the device supports it: `esgar.device.resolve_precision`).
     """
     device = next(model.parameters()).device
-    bf16 = precision == "bf16" or (precision == "auto" and bf16_available(device))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with resolve_precision(precision, device).autocast():
         logits = model(_to_batch(images_bgr, name, device))[0]
     labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
     return [remap(cv2.resize(lab, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_NEAREST),

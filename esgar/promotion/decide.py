@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from esgar.device import Precision
 from esgar.errors import EsgarError
 from esgar.integrations import registry as reg
 from esgar.metrics import HEADLINE
@@ -67,10 +68,12 @@ def headline_tags(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
 
 
 def _score(c, name: str, version: str, table: pd.DataFrame, masks: str | Path,
-           batch_size: int, device: torch.device, work: Path):
+           batch_size: int, device: torch.device, precision: Precision | None, work: Path):
     model_dir = reg.download_model_dir(c, name, version, work / f"v{version}")
     net, _ = load_trained(model_dir, device)
-    return score_split(net, table, "val", masks, batch_size, device)
+    if precision is not None:
+        precision.prepare(net)
+    return score_split(net, table, "val", masks, batch_size, device, precision)
 
 
 def _paired(challenger, champion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,10 +92,12 @@ def _paired(challenger, champion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def register_and_decide(name: str, train_run_id: str, table: pd.DataFrame, masks: str | Path,
                         policy: Policy, metrics: Mapping[str, Mapping[str, float]],
                         tags: Mapping[str, str], batch_size: int = 32,
-                        device: torch.device | None = None) -> Outcome:
+                        device: torch.device | None = None,
+                        precision: Precision | None = None) -> Outcome:
     """Register run `train_run_id`'s model as a version of `name` (with `tags`, the headline
     `metrics` and the evaluate run), then decide against the champion on the current
-    validation split of `table` with the mask store `masks`."""
+    validation split of `table` with the mask store `masks`; both re-scored alike, on
+    `device` in `precision` (None: fp32)."""
     device = device or torch.device("cpu")
     c = reg.client()
     all_tags = {**tags, **headline_tags(metrics), "train_run_id": train_run_id,
@@ -113,9 +118,9 @@ def register_and_decide(name: str, train_run_id: str, table: pd.DataFrame, masks
         with tempfile.TemporaryDirectory(prefix="esgar-registry-") as tmp:
             try:
                 new_scores = _score(c, name, version, table, masks, batch_size, device,
-                                    Path(tmp))
+                                    precision, Path(tmp))
                 old_scores = _score(c, name, before, table, masks, batch_size, device,
-                                    Path(tmp))
+                                    precision, Path(tmp))
                 truth, a, b = _paired(new_scores, old_scores)
             except EsgarError as e:
                 decision = Decision(False, f"kept the champion: version {before} cannot be "

@@ -8,12 +8,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from esgar.device import check_device
+from esgar.device import PRECISIONS, check_device
 from esgar.masks.build import IMPORT_FORMATS, MASK_SOURCES
 from esgar.masks.degrade import Degradation
 from esgar.masks.grids import RULES
 from esgar.masks.labels import LABEL_ORDERS
-from esgar.masks.parsers import PARSERS, PRECISIONS
+from esgar.masks.parsers import PARSERS
 from esgar.masks.regions import check_regions
 from pipeline.params.base import Positive, Section, Share, one_of
 
