@@ -7,11 +7,17 @@ a local server (scripts/labelstudio.sh, its own data dir), as the `push` stage s
 Times the server's side of a push: creating the project, one bulk import, listing the tasks
 (what a second push does to find open tasks), and a second push of the same tasks, which must
 change nothing. Drawing the overlay images is local work and not included.
+
+Then the floor, each into a new project of the same server: the same payload imported by one
+bare SDK call and by one bare HTTP request (no project code around it), the tasks without their
+predictions (Label Studio's per-prediction work), and the push again (drift as the database
+grows).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -26,6 +32,35 @@ from esgar.active.tasks import build_tasks
 from esgar.integrations import labelstudio as ls
 
 TOKEN = "bench-push-token-0123456789"
+
+
+def measure_floor(client: ls.Client, tasks: list[dict], token: str) -> dict[str, float]:
+    """Seconds per import of `tasks`, each way, into a project of its own."""
+    config = (REPO / "label_config.xml").read_text()
+    no_predictions = [{k: v for k, v in t.items() if k != "predictions"} for t in tasks]
+
+    def sdk(project: int, request: list[dict]) -> None:
+        client.sdk.projects.import_tasks(id=project, request=request, return_task_ids=True,
+                                         commit_to_project=True,
+                                         request_options={"timeout_in_seconds": 600})
+
+    def http(project: int, request: list[dict]) -> None:
+        answer = client.http.post(f"{client.url}/api/projects/{project}/import",
+                                  params={"return_task_ids": "true"}, json=request,
+                                  headers={"Authorization": f"Token {token}"}, timeout=600)
+        answer.raise_for_status()
+
+    ways = {"one bare SDK call, the same payload": lambda p: sdk(p, tasks),
+            "one bare HTTP request, the same payload": lambda p: http(p, tasks),
+            "push's import_tasks again": lambda p: ls.import_tasks(client, p, tasks),
+            "one bare SDK call, no predictions": lambda p: sdk(p, no_predictions)}
+    out = {}
+    for k, (what, way) in enumerate(ways.items()):
+        project = ls.ensure_project(client, f"bench: floor {k}", config)
+        t = time.perf_counter()
+        way(project)
+        out[what] = time.perf_counter() - t
+    return out
 
 
 def main() -> None:
@@ -65,6 +100,7 @@ def main() -> None:
             listing = time.perf_counter() - t
             unchanged = sum(1 for task, now in zip(tasks, listed, strict=True)
                             if task["data"] == now["data"] and now["predictions"] == 1)
+            floor = measure_floor(client, tasks, TOKEN)
         finally:
             subprocess.run([str(REPO / "scripts/labelstudio.sh"), "stop"], env=env)
     print(f"\nserver start (first, migrations included): {started:.1f} s")
@@ -74,6 +110,15 @@ def main() -> None:
     print(f"| list them (a second push's look for open tasks) | {listing:.1f} |")
     print(f"| push total | {made + imported:.1f} (second push: {listing:.1f}, "
           f"{unchanged} of {len(tasks)} unchanged) |")
+    payload = len(json.dumps(tasks).encode())
+    bare = len(json.dumps([{k: v for k, v in t.items() if k != "predictions"}
+                           for t in tasks]).encode())
+    print(f"\nthe floor, {len(tasks)} tasks, {payload / 1e6:.2f} MB of JSON "
+          f"({bare / 1e6:.2f} MB without predictions), each into a new project:")
+    print("| import | seconds | vs bare SDK call |\n|---|---|---|")
+    ref = floor["one bare SDK call, the same payload"]
+    for what, secs in floor.items():
+        print(f"| {what} | {secs:.1f} | {secs / ref:.2f}x |")
     print(f"\n{os.cpu_count()} cores, {platform.machine()} {platform.processor()}")
 
 
