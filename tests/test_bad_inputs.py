@@ -222,6 +222,10 @@ CASES = [
          {"model": {"pretrained": "missing.pth"}}),
     Case("cuda-absent", "train", "params", r"no CUDA device is available",
          {"train": {"device": "cuda"}}),
+    Case("precision-typo", "train", "params", r"train.precision: 'fp16' is not one of auto, "
+         r"bf16, fp32", {"train": {"precision": "fp16"}}),
+    Case("amp-of-old-params", "train", "params", r"train: amp was replaced by precision: auto",
+         {"train": {"amp": True}}),
     Case("mlflow-closed", "train", "service", r"MLflow tracking at http://127.0.0.1:\d+ is "
          r"unavailable: connection refused", env=closed_mlflow),
     Case("out-foreign", "train", "output", r"my_photos: exists and is not written",

@@ -121,8 +121,6 @@ def test_a_bf16_evaluate_stage_is_predicted_alike_in_bf16(repo, tmp_path):
                               "'evaluate'", order_by=["attributes.start_time DESC"])
     assert runs.iloc[0]["tags.precision.used"] == "bf16"
     assert runs.iloc[0]["tags.precision.asked"] == "bf16"
-    assert cli.main(["-q", "predict", str(sketches), "--model", str(repo / "models/esgar"),
-                     "--masks", str(masks), "--precision", "fp16"]) == 1
 
 
 def test_predict_from_the_registry_and_a_run_id(repo, tmp_path, monkeypatch):

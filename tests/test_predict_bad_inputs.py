@@ -115,6 +115,7 @@ def test_parser_weights_missing_offline_name_the_option_to_give(inputs, tmp_path
     (["--masks-format", "coco"], "masks format 'coco'"),
     (["--explain", "ev", "--explain-method", "shap"], "evidence method 'shap'"),
     (["--batch-size", "0"], "batch size 0"),
+    (["--precision", "fp16"], "--precision 'fp16': use auto, bf16, fp32"),
     (["--photos", "no/such/folder"], "no/such/folder: no such photos folder"),
 ])
 def test_bad_arguments(inputs, capsys, flags, expected):
