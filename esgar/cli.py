@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from esgar import __version__
 from esgar.connectivity import redact_text
@@ -14,17 +15,26 @@ from esgar.io import building_dir, write_text
 from esgar.log import configure
 
 
-def _noise_arg(text: str) -> dict[str, dict[int, float]]:
-    """`earring:0=0.2,smile:1=0.1` -> {"earring": {0: 0.2}, "smile": {1: 0.1}}."""
-    out: dict[str, dict[int, float]] = {}
+def _noise_arg(text: str) -> dict[str, dict[int, Any]]:
+    """`earring:0=0.2,hair_color:2>0=0.3` -> {"earring": {0: 0.2}, "hair_color": {2: {0: 0.3}}}
+    (a share of a class flipped to any other, or labelled as one named class)."""
+    out: dict[str, dict[int, Any]] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
             attr, rest = part.split(":")
             cls, rate = rest.split("=")
-            out.setdefault(attr, {})[int(cls)] = float(rate)
+            if ">" in cls:
+                true, noisy = map(int, cls.split(">"))
+                row = out.setdefault(attr, {}).setdefault(true, {})
+                if not isinstance(row, dict):
+                    raise ValueError
+                row[noisy] = float(rate)
+            else:
+                out.setdefault(attr, {})[int(cls)] = float(rate)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"bad noise spec {part!r}: expected ATTRIBUTE:CLASS=RATE, e.g. earring:0=0.2"
+                f"bad noise spec {part!r}: expected ATTRIBUTE:CLASS=RATE or "
+                "ATTRIBUTE:CLASS>NOISY_CLASS=RATE, e.g. earring:0=0.2 or hair_color:2>0=0.3"
             ) from None
     return out
 
@@ -133,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--noise", type=_noise_arg, default={},
-        help="label noise, ATTRIBUTE:CLASS=RATE[,...]; every flip is logged to label_noise.csv",
+        help="label noise, ATTRIBUTE:CLASS=RATE (flipped to any other class) or "
+             "ATTRIBUTE:CLASS>NOISY_CLASS=RATE (labelled as that class)[,...]; every flip is "
+             "logged to label_noise.csv",
     )
     synth.add_argument(
         "--label-order", action="append", choices=["bisenet", "parsenet"],

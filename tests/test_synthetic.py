@@ -14,7 +14,7 @@ from PIL import Image
 from esgar import cli, schema
 from esgar.data import layout
 from esgar.data.fs2k import read_fs2k
-from esgar.data.synthetic import generate, quota
+from esgar.data.synthetic import apply_noise, assign_labels, generate, quota
 from esgar.errors import OutputError
 from esgar.masks.labels import BISENET_CLASSES, PARSENET_CLASSES
 
@@ -128,12 +128,36 @@ def test_noise_log_is_the_ground_truth_of_flips(tmp_path):
     assert clean_log.empty and list(clean_log.columns) == list(log.columns)
 
 
+def test_confusion_rows_flip_to_the_classes_they_name():
+    rng = np.random.default_rng(0)
+    labels = assign_labels(600, {a: schema.FS2K_COUNTS["train"][a] for a in schema.ATTRIBUTE_NAMES},
+                           rng)
+    red = int((labels["hair_color"] == 2).sum())
+    noise = {"hair_color": {2: {0: 0.5, 1: 0.25}}, "earring": {1: {0: 0.4}}}
+    noisy, flips = apply_noise(labels, noise, np.random.default_rng(1))
+    got = pd.Series([(a, t, v) for _, a, t, v in flips]).value_counts().to_dict()
+    assert got == {("hair_color", 2, 0): quota(red, [0.5, 0.25, 0.25])[0],
+                   ("hair_color", 2, 1): quota(red, [0.5, 0.25, 0.25])[1],
+                   ("earring", 1, 0): round(0.4 * (labels["earring"] == 1).sum())}
+    for i, a, t, v in flips:
+        assert labels[a][i] == t and noisy[a][i] == v
+
+    # a confused hair takes its colour along, as uniform flips do
+    noisy, flips = apply_noise(labels, {"hair": {0: {1: 0.2}}}, np.random.default_rng(2))
+    assert sum(a == "hair" for _, a, _, _ in flips) == round(0.2 * (labels["hair"] == 0).sum())
+    assert ((noisy["hair"] == 1) == (noisy["hair_color"] == 3)).all()
+
+
 def test_cli_and_missing_colours(tmp_path, capsys):
     assert cli.main(["synth", str(tmp_path / "s"), "--pairs", "30", "--seed", "2", "--workers", "1",
-                "--noise", "style:2=0.5"]) == 0
+                "--noise", "style:2=0.5,hair_color:0>1=0.5"]) == 0
     summary = json.loads((tmp_path / "s/synthetic.json").read_text())
     assert json.loads(capsys.readouterr().out)["pairs"] == 30
-    assert summary["pairs"] == 30 and summary["noise"] == {"style": {"2": 0.5}}
+    assert summary["pairs"] == 30
+    assert summary["noise"] == {"style": {"2": 0.5}, "hair_color": {"0": {"1": 0.5}}}
+    log = pd.read_csv(tmp_path / "s/label_noise.csv")
+    brown = log[log.attribute == "hair_color"]
+    assert len(brown) > 0 and (brown.true_label == 0).all() and (brown.noisy_label == 1).all()
     assert (tmp_path / "s/FS2K/anno_train.json").is_file()
 
 
@@ -149,7 +173,11 @@ def test_missing_colour_forms(tmp_path):
     ({"pairs": 5}, "pairs must be at least"),
     ({"noise": {"mood": {0: 0.1}}}, "unknown attribute"),
     ({"noise": {"smile": {2: 0.1}}}, r"class must be in 0\.\.1"),
-    ({"noise": {"smile": {0: 1.5}}}, r"rate in \[0, 1\]"),
+    ({"noise": {"smile": {0: 1.5}}}, r"noise.smile.0: rate\(s\) \[1.5\] not in \[0, 1\]"),
+    ({"noise": {"hair_color": {2: {0: 0.3, 5: 0.1}}}}, r"noisy classes must be other classes"),
+    ({"noise": {"hair_color": {2: {2: 0.3}}}}, r"noisy classes must be other classes"),
+    ({"noise": {"hair_color": {2: {0: 0.7, 1: 0.4}}}}, r"add up to 1\.1, over 1"),
+    ({"noise": {"hair_color": {0: {3: 0.2}}}}, r"hair_color 3 \(no hair\) follows hair"),
     ({"priors": {"smile": {"train": [1, 2, 3]}}}, "must be 2 non-negative"),
     ({"label_orders": ("segnext",)}, "unknown label order"),
 ])

@@ -73,22 +73,47 @@ def assign_labels(n: int, priors: dict[str, Sequence[float]], rng: np.random.Gen
     return labels
 
 
-def apply_noise(labels: dict[str, np.ndarray], noise: dict[str, dict[int, float]],
+NoiseRow = float | dict[int, float]  # a share flipped to any other class, or {noisy class: share}
+
+
+def apply_noise(labels: dict[str, np.ndarray], noise: dict[str, dict[int, NoiseRow]],
                 rng: np.random.Generator
                 ) -> tuple[dict[str, np.ndarray], list[tuple[int, str, int, int]]]:
-    """Flip round(rate x count) pairs of each noisy (attribute, true class) to another class.
+    """Flip pairs of each noisy (attribute, true class) to other classes.
 
-    Keeps hair and hair_color consistent: a flipped hair flips its hair_color too (logged).
-    Returns the noisy labels and the flips as (pair index, attribute, true, noisy).
+    A row of `noise[attr]` is either a share (round(share x count) pairs of the class flipped,
+    each to another class drawn uniformly) or a row of a confusion matrix, {noisy class: share}
+    (that many pairs of the class labelled as that class: systematic confusions such as red
+    hair called brown). Keeps hair and hair_color consistent: a flipped hair flips its
+    hair_color too (logged). Returns the noisy labels and the flips as (pair index, attribute,
+    true, noisy).
     """
     noisy = {k: v.copy() for k, v in labels.items()}
     flips: list[tuple[int, str, int, int]] = []
+
+    def flip(i: int, attr: str, new: int) -> None:
+        flips.append((i, attr, int(noisy[attr][i]), new))
+        noisy[attr][i] = new
+        if attr == "hair":
+            new_c = schema.HAIR_COLOR_NO_HAIR if new == 1 else int(rng.choice([0, 1, 2, 4]))
+            flips.append((i, "hair_color", int(noisy["hair_color"][i]), new_c))
+            noisy["hair_color"][i] = new_c
+
     for attr in sorted(noise):
         k = schema.BY_NAME[attr].num_classes
         for cls in sorted(noise[attr]):
+            row = noise[attr][cls]
             members = np.flatnonzero(labels[attr] == cls)
-            chosen = rng.choice(members, size=round(noise[attr][cls] * len(members)),
-                                replace=False)
+            if isinstance(row, dict):
+                confusions = sorted(row)
+                counts = quota(len(members), [row[c] for c in confusions]
+                               + [max(0.0, 1.0 - sum(row.values()))])[:-1]
+                chosen = rng.choice(members, size=int(counts.sum()), replace=False)
+                for i, new in zip(chosen.tolist(), np.repeat(confusions, counts).tolist()):
+                    if noisy[attr][i] == labels[attr][i]:  # not flipped through its partner
+                        flip(i, attr, int(new))
+                continue
+            chosen = rng.choice(members, size=round(row * len(members)), replace=False)
             for i in sorted(chosen.tolist()):
                 if noisy[attr][i] != labels[attr][i]:
                     continue  # already flipped through its partner attribute
@@ -98,15 +123,41 @@ def apply_noise(labels: dict[str, np.ndarray], noise: dict[str, dict[int, float]
                     others = [c for c in others if (c == schema.HAIR_COLOR_NO_HAIR) == bald]
                     if not others:
                         continue
-                new = int(rng.choice(others))
-                noisy[attr][i] = new
-                flips.append((i, attr, cls, new))
-                if attr == "hair":
-                    old_c = int(noisy["hair_color"][i])
-                    new_c = schema.HAIR_COLOR_NO_HAIR if new == 1 else int(rng.choice([0, 1, 2, 4]))
-                    noisy["hair_color"][i] = new_c
-                    flips.append((i, "hair_color", old_c, new_c))
+                flip(i, attr, int(rng.choice(others)))
     return noisy, flips
+
+
+def noise_problems(noise: dict[str, dict[int, Any]]) -> list[str]:
+    """What makes a label-noise spec unusable, one line each (empty: usable).
+
+    `noise`: {attribute: {true class: share | {noisy class: share}}}.
+    """
+    problems = []
+    for attr, rows in noise.items():
+        if attr not in schema.BY_NAME:
+            problems.append(f"noise: unknown attribute {attr!r}; attributes are "
+                            f"{', '.join(schema.ATTRIBUTE_NAMES)}")
+            continue
+        k = schema.BY_NAME[attr].num_classes
+        for cls, row in rows.items():
+            where = f"noise.{attr}.{cls}"
+            if not 0 <= int(cls) < k:
+                problems.append(f"{where}: class must be in 0..{k - 1}")
+            shares = row.values() if isinstance(row, dict) else [row]
+            bad = [v for v in shares if not 0.0 <= float(v) <= 1.0]
+            if bad:
+                problems.append(f"{where}: rate(s) {bad} not in [0, 1]")
+            if not isinstance(row, dict):
+                continue
+            if any(not 0 <= int(c) < k or int(c) == int(cls) for c in row):
+                problems.append(f"{where}: noisy classes must be other classes in 0..{k - 1}, "
+                                f"got {sorted(row)}")
+            if sum(map(float, row.values())) > 1.0 + 1e-9:
+                problems.append(f"{where}: the shares add up to {sum(row.values()):g}, over 1")
+            if attr == "hair_color" and schema.HAIR_COLOR_NO_HAIR in {int(cls), *map(int, row)}:
+                problems.append(f"{where}: hair_color {schema.HAIR_COLOR_NO_HAIR} (no hair) "
+                                "follows hair; confuse hair instead")
+    return problems
 
 
 # ---- drawing ------------------------------------------------------------------------------
@@ -327,6 +378,12 @@ def _write_pair(job: _Job) -> tuple[str, dict[str, Any]]:
     return job.image_name, colours
 
 
+def _noise_row(row: Any) -> NoiseRow:
+    if isinstance(row, dict):
+        return {int(c): float(x) for c, x in row.items()}
+    return float(row)
+
+
 def _missing(value: list[float], form: int) -> Any:
     """FS2K's three spellings of a missing colour: a list with NaN, "nan", []."""
     return [float("nan")] * len(value) if form == 0 else ("nan" if form == 1 else [])
@@ -345,19 +402,16 @@ def _check_args(pairs: int, priors: dict, noise: dict, label_orders: Sequence[st
             if split not in SUBSET_SHARE or len(w) != a.num_classes or min(w) < 0 or sum(w) <= 0:
                 raise ConfigError(f"priors[{attr}][{split}] must be {a.num_classes} non-negative "
                                  f"weights for split train or test, got {w!r}")
-    for attr, rates in noise.items():
-        a = schema.attribute(attr)
-        for cls, rate in rates.items():
-            if not 0 <= int(cls) < a.num_classes or not 0.0 <= float(rate) <= 1.0:
-                raise ConfigError(f"noise[{attr}][{cls}]={rate}: class must be in "
-                                 f"0..{a.num_classes - 1} and rate in [0, 1]")
+    problems = noise_problems(noise)
+    if problems:
+        raise ConfigError("; ".join(problems))
     if not 0.0 <= missing_color_rate <= 1.0:
         raise ConfigError(f"missing_color_rate must be in [0, 1], got {missing_color_rate}")
 
 
 def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
              priors: dict[str, dict[str, Sequence[float]]] | None = None,
-             noise: dict[str, dict[int, float]] | None = None,
+             noise: dict[str, dict[int, NoiseRow]] | None = None,
              label_orders: Sequence[str] = ("bisenet",), missing_color_rate: float = 0.01,
              workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Write a synthetic FS2K into `out_dir` and return a JSON-able summary.
@@ -368,10 +422,12 @@ def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
     (uint8 label maps, 19 CelebAMask-HQ classes in that parser's order), `label_noise.csv`
     (`image_name,split,attribute,true_label,noisy_label`, one row per flipped label) and
     `synthetic.json`. priors: {attribute: {split: class weights}}, default FS2K's counts.
-    noise: {attribute: {true class: share flipped}}.
+    noise: {attribute: {true class: share flipped to other classes, or a confusion row
+    {noisy class: share}}} (`apply_noise`), in both FS2K splits, so the validation split that
+    prepare carves out of train and the test split carry it too.
     """
     out_dir = Path(out_dir)
-    noise = {a: {int(c): float(r) for c, r in v.items()} for a, v in (noise or {}).items()}
+    noise = {a: {int(c): _noise_row(r) for c, r in v.items()} for a, v in (noise or {}).items()}
     given = priors or {}
     _check_args(pairs, given, noise, label_orders, missing_color_rate)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -411,7 +467,8 @@ def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
     _write_annotations(out_dir, records, colours, missing_color_rate, seed)
     _write_noise_log(out_dir / "label_noise.csv", flips_log)
     summary = {"version": VERSION, "pairs": pairs, "seed": seed, "priors": all_priors,
-               "noise": {a: {str(c): r for c, r in v.items()} for a, v in noise.items()},
+               "noise": {a: {str(c): {str(t): x for t, x in r.items()} if isinstance(r, dict)
+                             else r for c, r in v.items()} for a, v in noise.items()},
                "label_orders": list(label_orders), "missing_color_rate": missing_color_rate,
                "class_counts": counts, "flipped_labels": len(flips_log)}
     (out_dir / "synthetic.json").write_text(json.dumps(summary, indent=2, sort_keys=True))

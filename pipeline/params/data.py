@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from esgar import schema
 from esgar.data.download import SOURCES
+from esgar.data.synthetic import noise_problems
 from esgar.masks.labels import LABEL_ORDERS
 from pipeline.params.base import Section, Share, attribute_map, one_of
 
@@ -18,16 +18,15 @@ __all__ = ["DataParams", "SyntheticParams"]
 class SyntheticParams(Section):
     pairs: Annotated[int, Field(ge=20)]
     seed: int
-    noise: Annotated[dict[str, dict[int, Share]], AfterValidator(attribute_map)]
+    # {attribute: {true class: share flipped to any other class | {noisy class: share}}}
+    noise: Annotated[dict[str, dict[int, Share | dict[int, Share]]], AfterValidator(attribute_map)]
     label_orders: Annotated[list[Annotated[str, one_of(*LABEL_ORDERS)]], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _noise_classes(self) -> SyntheticParams:
-        for attr, rates in self.noise.items():
-            k = schema.BY_NAME[attr].num_classes
-            bad = [c for c in rates if not 0 <= c < k]
-            if bad:
-                raise ValueError(f"noise.{attr}: class(es) {bad} not in 0..{k - 1}")
+        problems = noise_problems(self.noise)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
