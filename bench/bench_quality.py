@@ -6,11 +6,16 @@ and its exact masks; one CPU-sized backbone trained from scratch per head and se
 accuracy and minority-class recall on the test split, mean and spread over the seeds.
 
     python bench/bench_quality.py [--seeds 0 1 2] [--epochs 8] [--img-size 112] [--no-masks]
+                                  [--precisions fp32 bf16]
+
+`--precisions` trains and scores every head and seed in each precision (`train.precision`), to
+compare them at otherwise equal settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -26,6 +31,7 @@ import yaml
 from esgar import schema
 from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
+from esgar.device import cpu_bf16_features, cpu_name, resolve_precision
 from esgar.forward import batched_logits
 from esgar.metrics import balanced_accuracy, evaluate, per_class_recall
 from esgar.models.factory import create_model
@@ -113,26 +119,28 @@ def model(head: str, args) -> torch.nn.Module:
                         img_size=args.img_size)
 
 
-def run_one(head: str, seed: int, data: dict, args) -> dict:
+def run_one(head: str, seed: int, data: dict, args, precision: str = "auto") -> dict:
     torch.manual_seed(seed)
     net = model(head, args)
     train_params = {k: v for k, v in PARAMS["train"].items() if k in TrainConfig.model_fields}
     cfg = TrainConfig(**{**train_params, "epochs": args.epochs, "lr": args.lr, "seed": seed,
                          "loss": "balanced_bce", "loss_kwargs": {}, "patience": args.epochs,
-                         "device": "cpu"})
+                         "device": "cpu", "precision": precision})
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         result = train(net, data["train"], data["val"], cfg, out, resume=False)
         took = time.perf_counter() - start
         net.load_state_dict(torch.load(Path(out) / "best.pt", weights_only=True))
     test = data["test"]
-    logits, index = batched_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    logits, index = batched_logits(net, make_loader(test, 64, False, 0, 0), cpu,
+                                   resolve_precision(precision, cpu))
     truth = test.labels.numpy()[index]
     pred = np.stack([logits[a].argmax(1) for a in schema.ATTRIBUTE_NAMES], 1)
     m = evaluate(truth, pred, n_resamples=0)
     return {"mean_bacc": m["mean_bacc"], "minority_recall": minority_recall(truth, pred),
             "mean_macro_f1": m["mean_macro_f1"], "best_epoch": result.best_epoch,
-            "train_s": took, **{f"bacc/{a}": m[f"bacc/{a}"] for a in schema.ATTRIBUTE_NAMES}}
+            "train_s": took, "precision": result.precision["used"], **{f"bacc/{a}": m[f"bacc/{a}"] for a in schema.ATTRIBUTE_NAMES}}
 
 
 def main() -> None:
@@ -143,10 +151,14 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=112)
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--precisions", nargs="+", default=["auto"],
+                    choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--out", type=Path, help="also write every run's numbers here (JSON)")
     ap.add_argument("--no-masks", action="store_true",
                     help="ablation: every region is the whole grid (the heads' architecture "
                          "without the masks' guidance)")
     args = ap.parse_args()
+    args.out = args.out.resolve() if args.out else None  # the run works in a temporary folder
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = build_data(Path(tmp))
@@ -158,18 +170,21 @@ def main() -> None:
             data = {s: WholeGridMasks(ds) for s, ds in data.items()}
         results: dict[str, list[dict]] = {}
         for head in args.heads:
-            for seed in args.seeds:
-                r = run_one(head, seed, data, args)
-                results.setdefault(head, []).append(r)
-                print(f"{head} seed {seed}: mean bacc {r['mean_bacc']:.4f}, minority recall "
+            for precision in args.precisions:
+                for seed in args.seeds:
+                    r = run_one(head, seed, data, args, precision)
+                    row = head if args.precisions == ["auto"] else f"{head}, {r['precision']}"
+                    results.setdefault(row, []).append(r)
+                    print(f"{row} seed {seed}: mean bacc {r['mean_bacc']:.4f}, minority recall "
+ {r['mean_bacc']:.4f}, minority recall "
                       f"{r['minority_recall']:.4f} ({r['train_s']:.0f} s)", flush=True)
     ablation = ", masks replaced by whole grids" if args.no_masks else ""
     print(f"\n{args.backbone} at {args.img_size}px from scratch, {args.epochs} epochs, "
           f"balanced_bce, seeds {args.seeds}{ablation}; test split of synthetic FS2K "
           "(1,046 sketches)\n")
-    print("| head | mean balanced acc | minority-class recall | mean macro-F1 | "
+    print("| head | mean balanced acc | minority-class recall | mean macro-F1 | train s | "
           + " | ".join(a.name for a in schema.ATTRIBUTES) + " |")
-    print("|---|---|---|---|" + "---|" * len(schema.ATTRIBUTES))
+    print("|---|---|---|---|---|" + "---|" * len(schema.ATTRIBUTES))
 
     def ms(rs: list[dict], k: str) -> str:
         v = np.array([r[k] for r in rs])
@@ -177,14 +192,21 @@ def main() -> None:
 
     for head, rs in results.items():
         print(f"| {head} | {ms(rs, 'mean_bacc')} | {ms(rs, 'minority_recall')} | "
-              f"{ms(rs, 'mean_macro_f1')} | "
+              f"{ms(rs, 'mean_macro_f1')} | {np.mean([r['train_s'] for r in rs]):.0f} | "
               + " | ".join(f"{np.mean([r[f'bacc/{a.name}'] for r in rs]):.3f}"
                            for a in schema.ATTRIBUTES) + " |")
     print("| masks alone (logistic regression on the token grids) | "
-          f"{grids_only['mean_bacc']:.3f} | | | "
+          f"{grids_only['mean_bacc']:.3f} | | | | "
           + " | ".join(f"{grids_only[f'bacc/{a.name}']:.3f}" for a in schema.ATTRIBUTES) + " |")
+    machine = {"cores": os.cpu_count(), "arch": platform.machine(), "cpu": cpu_name(),
+               "bf16_instructions": cpu_bf16_features(), "torch": torch.__version__}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                        "machine": machine, "runs": results}, indent=1))
     print(f"\nwhole run {(time.perf_counter() - t0) / 60:.1f} min, {os.cpu_count()} cores, "
-          f"{platform.machine()}, torch {torch.__version__}")
+          f"{platform.machine()}, {cpu_name()} (bf16 instructions: "
+          f"{', '.join(cpu_bf16_features()) or 'none'}), torch {torch.__version__}")
 
 
 if __name__ == "__main__":
