@@ -140,7 +140,8 @@ def run_one(head: str, seed: int, data: dict, args, precision: str = "auto") -> 
     m = evaluate(truth, pred, n_resamples=0)
     return {"mean_bacc": m["mean_bacc"], "minority_recall": minority_recall(truth, pred),
             "mean_macro_f1": m["mean_macro_f1"], "best_epoch": result.best_epoch,
-            "train_s": took, "precision": result.precision["used"], **{f"bacc/{a}": m[f"bacc/{a}"] for a in schema.ATTRIBUTE_NAMES}}
+            "train_s": took, "precision": result.precision["used"],
+            **{f"bacc/{a}": m[f"bacc/{a}"] for a in schema.ATTRIBUTE_NAMES}}
 
 
 def main() -> None:
@@ -176,8 +177,7 @@ def main() -> None:
                     row = head if args.precisions == ["auto"] else f"{head}, {r['precision']}"
                     results.setdefault(row, []).append(r)
                     print(f"{row} seed {seed}: mean bacc {r['mean_bacc']:.4f}, minority recall "
- {r['mean_bacc']:.4f}, minority recall "
-                      f"{r['minority_recall']:.4f} ({r['train_s']:.0f} s)", flush=True)
+                          f"{r['minority_recall']:.4f} ({r['train_s']:.0f} s)", flush=True)
     ablation = ", masks replaced by whole grids" if args.no_masks else ""
     print(f"\n{args.backbone} at {args.img_size}px from scratch, {args.epochs} epochs, "
           f"balanced_bce, seeds {args.seeds}{ablation}; test split of synthetic FS2K "

@@ -29,21 +29,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
-from benchlib import REPO, build, free_port, stage_run, truth
+from benchlib import REPO, build, free_port, stage_run, train_and_score, truth, truth_snapshot
 
 from esgar import schema
 from esgar.active.relabels import read_snapshot
 from esgar.active.tasks import choices_result
-from esgar.data.dataset import SketchDataset
 from esgar.data.fs2k import read_fs2k
 from esgar.data.table import build_sample_table
-from esgar.forward import batched_logits
 from esgar.integrations import labelstudio as ls
-from esgar.metrics import evaluate, per_class_recall
-from esgar.models.factory import create_model
-from esgar.training import TrainConfig, make_loader, train
 
 TOKEN = "bench-relabel-token-0123456789"
 
@@ -108,40 +102,6 @@ def round_through_labelstudio(work: Path, env: dict, server: ls.Server, project:
     return n
 
 
-def true_test_labels(table: pd.DataFrame, true: dict) -> np.ndarray:
-    labels = table[list(schema.ATTRIBUTE_NAMES)].to_numpy().copy()
-    for i, sid in enumerate(table["sample_id"]):
-        for j, a in enumerate(schema.ATTRIBUTE_NAMES):
-            if (sid, a) in true:
-                labels[i, j] = true[(sid, a)]
-    return labels
-
-
-def train_and_score(table: pd.DataFrame, params: dict, seed: int, args, true: dict) -> dict:
-    regions = list(params["masks"]["regions"])
-    torch.manual_seed(seed)
-    net = create_model(params["model"]["backbone"], params["model"]["head"], region_names=regions,
-                       attribute_regions=params["model"]["attribute_regions"], pretrained=False,
-                       img_size=args.img_size,
-                       **(params["model"]["head_kwargs"].get(params["model"]["head"]) or {}))
-    data = {s: SketchDataset.for_model(net, table[table["split"] == s], "data/masks",
-                                       train=s == "train") for s in ("train", "val", "test")}
-    tp = {k: v for k, v in params["train"].items() if k in TrainConfig.model_fields}
-    cfg = TrainConfig(**{**tp, "epochs": args.epochs, "seed": seed, "patience": args.epochs})
-    with tempfile.TemporaryDirectory() as out:
-        train(net, data["train"], data["val"], cfg, out, resume=False)
-        net.load_state_dict(torch.load(Path(out) / "best.pt", weights_only=True))
-    test = data["test"]
-    logits, index = batched_logits(net, make_loader(test, 64, False, 0, 0), torch.device("cpu"))
-    labels = true_test_labels(test.table, true)[index]
-    pred = np.stack([logits[a].argmax(1) for a in schema.ATTRIBUTE_NAMES], 1)
-    m = evaluate(labels, pred, n_resamples=0)
-    rare = [per_class_recall(labels[:, j], pred[:, j], a.num_classes)[
-        int(np.argmin(schema.FS2K_COUNTS["train"][a.name]))] for j, a in enumerate(
-            schema.ATTRIBUTES)]
-    return {"mean_bacc": m["mean_bacc"], "minority_recall": float(np.mean(rare))}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=2104)
@@ -171,10 +131,7 @@ def main() -> None:
             subprocess.run([str(REPO / "scripts/labelstudio.sh"), "stop"], env=env)
         os.chdir(work)
         fs2k, _ = read_fs2k("data/fs2k/FS2K", progress=False)
-        clean = pd.DataFrame([{"sample_id": s, "attribute": a, "label": v, "previous": "",
-                               "annotator": "truth", "annotated_at": "2026-01-01T00:00:00Z",
-                               "task_id": "", "status": "decided"}
-                              for (s, a), v in true.items()])
+        clean = truth_snapshot(true)
         snapshots = {"noisy labels": read_snapshot("data/relabels/none.csv"),
                      "one round of `select`": read_snapshot("data/relabels/snapshot_select.csv"),
                      "one round of random picking": read_snapshot(
@@ -184,7 +141,8 @@ def main() -> None:
         for name, snap in snapshots.items():
             table, _ = build_sample_table(fs2k, params["prepare"]["val_fraction"],
                                           params["prepare"]["seed"], snap)
-            results[name] = [train_and_score(table, params, s, args, true) for s in args.seeds]
+            results[name] = [train_and_score(table, params, s, true, args.img_size, args.epochs)
+                             for s in args.seeds]
             print(name, results[name], flush=True)
     fixed = {n: len(s) for n, s in snapshots.items()}
     print(f"\nbudget {budget} tasks ({n_select} answered for select, {n_random} at random); the "
