@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from benchlib import build
 
 from esgar import schema
 from esgar.data.dataset import SketchDataset
@@ -44,15 +43,9 @@ ATTRIBUTE_REGIONS = PARAMS["model"]["attribute_regions"]
 
 
 def build_data(work: Path) -> Path:
-    """Synthetic FS2K -> sample table -> mask store, through the pipeline's own stages."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())  # a copy to change
-    params["data"]["source"] = "synthetic"
-    params["masks"]["source"] = "import"
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    (work / "data/relabels").mkdir(parents=True, exist_ok=True)
-    for stage in ("download", "prepare", "masks"):
-        subprocess.run([sys.executable, "-m", f"pipeline.{stage}"], cwd=work, check=True,
-                       stderr=subprocess.DEVNULL)
+    """Synthetic FS2K without label noise -> sample table -> mask store, through the
+    pipeline's own stages."""
+    build(work, 2104, ("download", "prepare", "masks"), noise={})
     return work
 
 
