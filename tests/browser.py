@@ -7,7 +7,6 @@ set (CI must check what the README promises), a warning elsewhere."""
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 import xml.etree.ElementTree as ET
@@ -15,10 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from scripts.screenshots import CHROMIUM, browser, logged_in
-from tests.helpers import REPO
+from tests.helpers import REPO, required_in_ci
 
 _ROOT = ET.fromstring((REPO / "label_config.xml").read_text())
 # attribute -> {class name (alias): what the radio button says (value)}
@@ -32,8 +29,7 @@ def have_chromium() -> bool:
     if Path(CHROMIUM).is_file():
         return True
     why = f"no Chromium at {CHROMIUM} (scripts/test.sh installs Debian's chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{why}: CI must check the annotator's view in a browser", pytrace=False)
+    required_in_ci(f"{why}: the annotator's view cannot be checked in a browser")
     warnings.warn(f"{why}: the annotator's view was not checked in a browser", stacklevel=2)
     return False
 

@@ -145,18 +145,34 @@ def silent_server() -> Iterator[str]:
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 
 
+def in_ci() -> bool:
+    """The CI variable is set (CI=true, as `.ci/run` sets it): what a developer's machine may
+    lack (Chromium, Label Studio's venv) must be there, and a missing one fails the test."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def required_in_ci(why: str) -> None:
+    """Fails the calling test in CI (see `in_ci`); elsewhere returns, and the caller warns or
+    skips."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"{why} (CI is set: CI must check this)", pytrace=False)
+
+
 def screenshot(page: str, out: Path, *args: str, env: dict[str, str] | None = None
                ) -> Path | None:
     """`scripts/screenshots.py <page> ... --out <out>`, checked: the PNG it wrote loads, is at
     least 600x400 and is not blank (its grey levels vary). Without Chromium (scripts/test.sh
     installs Debian's where it can) a warning says the check was not made; the rest of the
-    calling test still runs."""
+    calling test still runs; in CI (`in_ci`) a missing Chromium fails the test."""
     import warnings
 
     import numpy as np
     from PIL import Image
 
     if not CHROMIUM.is_file():
+        required_in_ci(f"no Chromium at {CHROMIUM}: the {page} screenshot cannot be checked")
         warnings.warn(f"no Chromium at {CHROMIUM}: the {page} screenshot was not checked "
                       "(apt-get install chromium)", stacklevel=2)
         return None

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from esgar.integrations.labelstudio import Server
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, required_in_ci
 
 SCRIPT = REPO / "scripts" / "labelstudio.sh"
 VENV = REPO / ".labelstudio" / "venv"
@@ -136,9 +136,10 @@ def _stop(pid: int, env: dict[str, str]) -> None:
 
 
 def _ensure_venv() -> None:
-    """`scripts/labelstudio.sh install` (a no-op when up to date); skips the test only when
-    there is no Label Studio venv and it cannot be built (e.g. no access to PyPI); an existing
-    venv that cannot be updated is used as it is, with a warning."""
+    """`scripts/labelstudio.sh install` (a no-op when up to date). On a developer's machine the
+    test skips when there is no Label Studio venv and it cannot be built (e.g. no access to
+    PyPI), and an existing venv that cannot be updated (perhaps of another version) is used as
+    it is, with a warning; in CI (`in_ci`) both fail the test."""
     try:
         proc = subprocess.run([str(SCRIPT), "install"], cwd=REPO, capture_output=True,
                               text=True, timeout=INSTALL_S)
@@ -148,9 +149,13 @@ def _ensure_venv() -> None:
     if ok:
         return
     if (VENV / "bin" / "label-studio").exists():
+        required_in_ci(f"scripts/labelstudio.sh install failed, and the existing {VENV} may be "
+                       f"of another version: {output.strip()[-600:]}")
         warnings.warn(f"scripts/labelstudio.sh install failed; testing the existing {VENV} as it "
                       f"is: {output.strip()[-600:]}", stacklevel=2)
         return
+    required_in_ci(f"no Label Studio venv ({VENV}) and scripts/labelstudio.sh install cannot "
+                   f"build it: {output.strip()[-600:]}")
     pytest.skip(f"no Label Studio venv ({VENV}) and scripts/labelstudio.sh install cannot build "
                 f"it: {output.strip()[-600:]}")
 
