@@ -310,9 +310,18 @@ def run_case(repo: Path, tmp: Path, case: Case, env: dict | None = None
                check=False, timeout=300, env=env)
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, id=f"{c.stage}-{c.id}", marks=pytest.mark.bad_input(stage=c.stage, kind=c.kind))
-    for c in CASES])
+def _marks(case: Case) -> list[pytest.MarkDecorator]:
+    marks = [pytest.mark.bad_input(stage=case.stage, kind=case.kind)]
+    if case.id == "cuda-absent":
+        import torch
+
+        marks.append(pytest.mark.skipif(torch.cuda.is_available(),
+                                        reason="this host has CUDA: the case needs one without"))
+    return marks
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.stage}-{c.id}", marks=_marks(c))
+                                  for c in CASES])
 def test_bad_input_is_one_clear_line_and_loses_nothing(repo, tmp_path, case):
     before = digest(repo)
     mlflow_db = tmp_path / "mlflow.db"

@@ -6,17 +6,20 @@ registry's decision."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from esgar import schema
 from esgar.active.tasks import build_tasks
@@ -51,11 +54,17 @@ def wait_for(what: str, check, timeout: float, logs: list[Path] = ()):
     raise AssertionError(f"{what}: not within {timeout:g} s\n{tails}")
 
 
-def flow_runs(api: str, tag: str | None = None) -> list[dict]:
+def flow_runs(api: str, tag: str | None = None, strict: bool = False) -> list[dict]:
+    """The flow runs (with `tag`); an unanswered or failed request is no runs, unless `strict`
+    (where "no run" is what the test asserts, an error must not pass for it)."""
     body = {"flow_runs": {"tags": {"all_": [tag]}}} if tag else {}
     try:
-        return httpx.post(f"{api}/flow_runs/filter", json=body, timeout=5).json()
+        response = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=5)
+        response.raise_for_status()
+        return response.json()
     except httpx.HTTPError:
+        if strict:
+            raise
         return []
 
 
@@ -77,10 +86,9 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
-    """`scripts/prefect.sh start` with its home in tmp; yields (api url, client env)."""
-    home = tmp_path / "prefect-home"
+@contextlib.contextmanager
+def started_prefect(home: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`scripts/prefect.sh start` with its home in `home`; yields (api url, client env)."""
     env = {"PREFECT_HOME": str(home), "PREFECT_PORT": str(free_port()),
            "PREFECT_ENV_FILE": os.devnull, "ESGAR_VENV": str(VENV_BIN.parent)}
     run([str(REPO / "scripts/prefect.sh"), "start"], REPO, env=env, timeout=200)
@@ -90,6 +98,20 @@ def prefect_server(tmp_path):
                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     finally:
         run([str(REPO / "scripts/prefect.sh"), "stop"], REPO, env=env, timeout=60)
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A Prefect server of the test's own (its deployments and runs are the test's)."""
+    with started_prefect(tmp_path / "prefect-home") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def idle_prefect_server(tmp_path_factory):
+    """One Prefect server for the tests that only need one to be up."""
+    with started_prefect(tmp_path_factory.mktemp("prefect") / "home") as server:
+        yield server
 
 
 def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_server, labelstudio,
@@ -153,7 +175,7 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
                 if task_id == ids[0]:  # one is under flows.webhook.min_annotations
                     counted = wait_for("the first annotation counted", lambda: httpx.get(
                         health, timeout=2).json()["pending"] == 1, 30, [hook_log])
-                    assert counted and not flow_runs(api, "webhook")
+                    assert counted and flow_runs(api, "webhook", strict=True) == []
 
         def finished():
             runs = flow_runs(api, "webhook")
@@ -194,6 +216,36 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
     assert [str(v.version) for v in versions] == ["1", "2"]
     assert versions[1].tags["decision"] in ("promoted", "challenger")
     assert versions[1].tags["train_run_id"] != versions[0].tags["train_run_id"]
+
+
+@pytest.mark.bad_input(stage="webhook", kind="service")
+@pytest.mark.parametrize("where", ["unset", "closed", "silent"])
+def test_the_receiver_needs_label_studio(idle_prefect_server, tmp_path, silent_url, where):
+    """Prefect is up; Label Studio is not configured, refuses, or never answers: one line that
+    says what to do, within the client's timeout."""
+    _, client_env = idle_prefect_server
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    port = free_port()
+    params["flows"]["webhook"]["port"] = port
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    url = {"unset": "", "closed": f"http://127.0.0.1:{free_port()}", "silent": silent_url}[where]
+    env = {k: v for k, v in {**stage_env(), **client_env}.items()
+           if not k.startswith("LABEL_STUDIO_")}
+    if url:
+        env.update(LABEL_STUDIO_URL=url, LABEL_STUDIO_API_KEY="x" * 20)
+    started = time.monotonic()
+    proc = subprocess.run(["python", "-m", "flows.webhook", "--params",
+                           str(tmp_path / "params.yaml")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    words = {"unset": ["LABEL_STUDIO_URL is not set"],
+             "closed": [f"Label Studio at {url}", "connection refused"],
+             "silent": [f"Label Studio at {url}", "no answer within"]}[where]
+    assert all(w in errors[0] for w in words), errors[0]
+    assert seconds < 60, f"took {seconds:.0f} s"
 
 
 def asked_tasks(repo: Path) -> tuple[list[dict], dict[str, str]]:

@@ -137,7 +137,9 @@ def test_serve_needs_a_prefect_server(repo, flow_main, where, silent_url):
 
 
 @pytest.mark.bad_input(stage="flows", kind="service")
-def test_webhook_needs_label_studio(repo, flow_main, silent_url):
+def test_webhook_needs_the_prefect_api_url(repo, flow_main):
+    """Its Label Studio failures, which need a live Prefect server first, are in
+    tests/test_deployments.py."""
     proc, _ = flow_main(repo, "flows.webhook", {"PREFECT_API_URL": ""})
     assert_one_line(proc, "PREFECT_API_URL is not set")
 

@@ -140,7 +140,8 @@ def test_predict_from_the_registry_and_a_run_id(repo, tmp_path, monkeypatch):
         assert cli.main(["-q", "predict", str(sketches), "--model", ref, "--masks", str(masks),
                          "--out", str(out)]) == 0, ref
         got = frame_probs(pd.read_csv(out, keep_default_na=False))
-        np.testing.assert_allclose(got["gender"], want["gender"], atol=1e-5, err_msg=ref)
+        for a in schema.ATTRIBUTE_NAMES:
+            np.testing.assert_allclose(got[a], want[a], atol=1e-5, err_msg=f"{ref}: {a}")
 
 
 def padded_pair(repo: Path, row, tmp: Path) -> tuple[Path, Path]:
