@@ -57,9 +57,9 @@ def _dark(item: dict) -> np.ndarray:
 def _find_crop(source: np.ndarray, dark: np.ndarray) -> tuple[int, int, bool]:
     """The one (top, left, flip) that turns the source pattern into the served one."""
     h, w = source.shape
-    found = [(t, l, f) for t in range(h - SIZE + 1) for l in range(w - SIZE + 1)
+    found = [(t, x, f) for t in range(h - SIZE + 1) for x in range(w - SIZE + 1)
              for f in (False, True)
-             if np.array_equal(_view(source, t, l, f), dark)]
+             if np.array_equal(_view(source, t, x, f), dark)]
     assert len(found) == 1, f"the served image is {len(found)} crops of the sketch, not one"
     return found[0]
 
@@ -94,7 +94,7 @@ def test_training_crops_and_flips_the_sketch_and_its_masks_together(tmp_path):
                                                           f"flip {flip}")
     for sid, crops in drawn.items():
         assert {f for _, _, f in crops} == {False, True}, f"{sid}: never flipped, or always"
-        assert len({(t, l) for t, l, _ in crops}) >= 5, f"{sid}: the crop hardly moves"
+        assert len({(t, x) for t, x, _ in crops}) >= 5, f"{sid}: the crop hardly moves"
 
 
 def test_a_flip_moves_the_left_region_to_the_right(tmp_path):
