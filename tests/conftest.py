@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,22 @@ def _private_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     for var in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(var, raising=False)  # a developer's own servers stay out of tests
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_from_an_earlier_test():
+    """`mlflow.set_tracking_uri` (the stages call it in process) keeps a module global and writes
+    MLFLOW_TRACKING_URI into os.environ: a later test on the same worker would talk to a server
+    that test started and stopped. Each test starts from the environment alone."""
+    _forget_tracking_uri()
+    yield
+    _forget_tracking_uri()
+
+
+def _forget_tracking_uri() -> None:
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None:  # not imported yet: nothing to forget
+        tracking.set_tracking_uri(None)
 
 
 @pytest.fixture(autouse=True)
