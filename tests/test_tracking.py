@@ -194,6 +194,57 @@ CHILD = textwrap.dedent("""
 """)
 
 
+CHILD_LOGGING = textwrap.dedent("""
+    from esgar.integrations import tracking
+    with tracking.run("sigterm while logging", {}, {}) as active:
+        print(active.info.run_id, flush=True)
+        step = 0
+        while True:  # nearly all its time inside a write to the store
+            tracking.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+            step += 1
+""")
+
+
+@pytest.mark.bad_input(stage="train", kind="interrupt")
+def test_sigterm_while_logging_ends_the_run_killed(local_store, tmp_path):
+    """SIGTERM lands in the middle of a metric write (a sqlite transaction) nearly every time
+    here; it is held until the write ends, so the store is not left locked and the run ends
+    KILLED, its metrics kept. Three times, at different moments."""
+    for delay in (0.5, 1.3, 2.1):
+        proc = subprocess.Popen([sys.executable, "-c", CHILD_LOGGING], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "the child opened no run within 60 s"
+            run_id = proc.stdout.readline().strip()
+            assert run_id, proc.stderr.read()[-2000:]
+            time.sleep(delay)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert "KeyboardInterrupt: SIGTERM" in err, err[-2000:]
+        assert "could not be marked" not in err, err[-2000:]
+        assert run_status(local_store, run_id) == "KILLED", err[-2000:]
+        assert MlflowClient(local_store).get_run(run_id).data.metrics["loss"] > 0
+
+
+def test_sigterm_inside_a_store_call_waits_for_its_end(local_store):
+    """In process: the signal arrives inside a store call, which still completes; the
+    interrupt is raised as it ends, and the run is KILLED."""
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.run("held", {}, {}) as active:
+            with tracking._store_call():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the handler has run by now, and raised nothing
+                mlflow.log_metric("after", 1.0)
+            raise AssertionError("the held SIGTERM was not raised at the call's end")
+    got = MlflowClient(local_store).get_run(active.info.run_id)
+    assert got.info.status == "KILLED" and got.data.metrics["after"] == 1.0
+
+
 @pytest.mark.bad_input(stage="train", kind="service")
 def test_sigterm_ends_the_run_killed(local_store, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CHILD], cwd=tmp_path, text=True,

@@ -228,10 +228,12 @@ def run(run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
     mlflow.set_tracking_uri(check_tracking())
     mlflow.set_experiment(experiment)
     with _sigterm_raises_interrupt():
-        active = mlflow.start_run(run_name=run_name)
+        with _store_call():
+            active = mlflow.start_run(run_name=run_name)
         try:
-            mlflow.set_tags({"git_commit": git_commit(), **tags})
-            mlflow.log_params(flatten(params))
+            with _store_call():
+                mlflow.set_tags({"git_commit": git_commit(), **tags})
+                mlflow.log_params(flatten(params))
             yield active
         except BaseException as error:
             _end_after_error(active, "KILLED" if isinstance(error, KeyboardInterrupt)
@@ -262,8 +264,38 @@ def _end_after_error(active: mlflow.ActiveRun, status: str) -> None:
                      " ".join(str(e).split())[:300])
 
 
+# SIGTERM during a store call is held until the call returns: raised inside one (between the
+# statements of a sqlite transaction, say), it can leave the store locked, and the run could not
+# then be marked KILLED. Store calls are bounded, so the wait is too.
+_store_calls = 0
+_held_signal: int | None = None
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    global _held_signal
+    if _store_calls:
+        _held_signal = signum
+        return
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def _store_call() -> Iterator[None]:
+    """A call to the tracking store that SIGTERM must not cut in two (main thread only: the
+    handler runs there)."""
+    global _store_calls, _held_signal
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _store_calls += 1
+    try:
+        yield
+    finally:
+        _store_calls -= 1
+        if not _store_calls and _held_signal is not None:
+            signum, _held_signal = _held_signal, None
+            if signal.getsignal(signal.SIGTERM) is _raise_interrupt:
+                raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 @contextmanager
@@ -283,11 +315,13 @@ def _sigterm_raises_interrupt() -> Iterator[None]:
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Metric names may hold '/', as MLflow groups them in its UI."""
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+    with _store_call():
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def log_artifact(path: str | Path, folder: str | None = None) -> None:
-    mlflow.log_artifact(str(path), artifact_path=folder)
+    with _store_call():
+        mlflow.log_artifact(str(path), artifact_path=folder)
 
 
 def _signature(inputs: Mapping[str, bool], outputs: Mapping[str, str]):
@@ -310,7 +344,7 @@ def log_model(net, masks: Mapping[str, Any], *, model_code: str | Path,
     the signature's columns; `input_example`: a valid request, stored with the model."""
     from esgar.models.factory import save_trained, save_weights
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _store_call():
         save_trained(tmp, net, save_weights(tmp, net).name, masks=dict(masks))
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(model_code), artifacts={"model_dir": tmp},
