@@ -26,21 +26,31 @@ from tests.helpers import commit_all, run, screenshot, set_params
 pytestmark = pytest.mark.slow
 
 POLICY = Policy(confidence=0.95, min_gain=0.0, max_attribute_drop=0.02, bootstrap=500, seed=0)
+# The tiny model is worse than always-class-0 on some small validation classes (earring: 0.41
+# against 0.5 on one CPU): the attribute rule is tested on arrays (test_registry_policy.py);
+# here it is off, and the confidence 0.8, so that outcomes are pinned on 20 validation sketches
+# (the tiny model's gain over always-class-0 is 0.13, its 95 % lower bound only 0.016).
+GAIN_ONLY = Policy(confidence=0.8, min_gain=0.0, max_attribute_drop=1.0, bootstrap=500, seed=0)
 
 
 def trained_run(repo: Path) -> str:
     return json.loads((repo / "models/esgar/model.json").read_text())["mlflow_run_id"]
 
 
-def log_blank_model(repo: Path) -> str:
-    """The trained network with its head zeroed (every logit 0: it always predicts class 0),
-    logged as a run of its own; its run id."""
+def log_model(repo: Path, blank: bool) -> str:
+    """The trained network logged as a run of its own; with `blank`, its head zeroed first (every
+    logit 0: it always predicts class 0). Its run id."""
     net, _ = load_trained(repo / "models/esgar")
-    for p in net.head.parameters():
-        p.data.zero_()
-    with tracking.run("blank", {}, {"stage": "test"}) as active:
+    if blank:
+        for p in net.head.parameters():
+            p.data.zero_()
+    with tracking.run("blank" if blank else "copy", {}, {"stage": "test"}) as active:
         log_served_model(net, mask_recipe(repo / "data/masks"))
     return active.info.run_id
+
+
+def log_blank_model(repo: Path) -> str:
+    return log_model(repo, blank=True)
 
 
 def val_mean_bacc(repo: Path, model_dir: Path) -> float:
@@ -52,13 +62,36 @@ def val_mean_bacc(repo: Path, model_dir: Path) -> float:
                           for j in range(s.truth.shape[1])]))
 
 
+# The tiny model's floor: 0.56 (val) and 0.52 (test) mean balanced accuracy against 0.43 for a
+# constant answer, on a 2-core AMD EPYC (bf16); half that lead is required, on both splits.
+LEARNED_MARGIN = 0.05
+
+
+def test_the_tiny_model_beats_a_constant_answer(repo, monkeypatch):
+    """Noise-free synthetic labels, 4 epochs at 64 px: the trained model's mean balanced accuracy
+    (scikit-learn's) beats the best constant predictor's (1 / classes present, per attribute)
+    by LEARNED_MARGIN on validation and test alike; a model that learned nothing would not."""
+    monkeypatch.chdir(repo)  # the table's paths are the repository's
+    net, _ = load_trained(repo / "models/esgar")
+    table = load_table(repo / "data/prepared/samples.parquet")
+    for split in ("val", "test"):
+        s = score_split(net, table, split, repo / "data/masks", 32, torch.device("cpu"))
+        model = np.mean([balanced_accuracy_score(s.truth[:, j], s.pred[:, j])
+                         for j in range(s.truth.shape[1])])
+        constant = np.mean([max(balanced_accuracy_score(s.truth[:, j], np.full(len(s.truth), c))
+                                for c in np.unique(s.truth[:, j]))
+                            for j in range(s.truth.shape[1])])
+        print(f"{split}: model {model:.3f}, constant {constant:.3f}")
+        assert model >= constant + LEARNED_MARGIN, (split, model, constant)
+
+
 def test_registry_decides_by_the_policy(repo, monkeypatch, tmp_path):
     monkeypatch.chdir(repo)
     table = load_table("data/prepared/samples.parquet")
     metrics = json.loads(Path("reports/evaluate.json").read_text())
 
     def decide(run_id):
-        return register_and_decide("t-decide", run_id, table, "data/masks", POLICY, metrics,
+        return register_and_decide("t-decide", run_id, table, "data/masks", GAIN_ONLY, metrics,
                                    {"git_commit": "abc"})
 
     blank, trained = log_blank_model(repo), trained_run(repo)
@@ -75,13 +108,13 @@ def test_registry_decides_by_the_policy(repo, monkeypatch, tmp_path):
     blank_dir = reg.download_model_dir(c, "t-decide", "1", tmp_path / "d1")
     assert cmp.champion_mean_bacc == pytest.approx(val_mean_bacc(repo, blank_dir))
     assert cmp.challenger_mean_bacc == pytest.approx(val_mean_bacc(repo, repo / "models/esgar"))
-    expected = cmp.gain_low > 0 and -cmp.worst_attribute[1] <= POLICY.max_attribute_drop
-    assert second.decision.promote == expected
-    champion = str(reg.get_alias(c, "t-decide", reg.CHAMPION).version)
-    assert champion == ("2" if expected else "1")
+    # the trained model beats one that always answers class 0 beyond the bootstrap's doubt
+    assert cmp.gain_low > 0.02, cmp  # 0.07 on one CPU
+    assert second.decision.promote and second.decision.outcome == "promoted"
+    assert str(reg.get_alias(c, "t-decide", reg.CHAMPION).version) == "2"
 
     tags = reg.get_version(c, "t-decide", "2").tags
-    assert tags["decision"] == ("promoted" if expected else "challenger")
+    assert tags["decision"] == "promoted"
     assert tags["decision.reason"] == second.decision.reason
     assert float(tags["decision.gain"]) == pytest.approx(cmp.gain, abs=1e-6)
     assert tags["decision.champion_before"] == "1" and tags["git_commit"] == "abc"
@@ -89,16 +122,23 @@ def test_registry_decides_by_the_policy(repo, monkeypatch, tmp_path):
     assert float(tags["val.mean_bacc"]) == pytest.approx(metrics["val"]["mean_bacc"], abs=1e-6)
     assert "test.mean_bacc" in tags  # recorded, never used to decide
 
-    # a model no better than the champion stays challenger; the champion keeps its alias
+    # a worse model stays challenger; the champion keeps its alias
     third = decide(log_blank_model(repo))
     assert third.version == "3" and not third.decision.promote
-    assert str(reg.get_alias(c, "t-decide", reg.CHAMPION).version) == champion
+    assert third.decision.outcome == "challenger"
+    assert str(reg.get_alias(c, "t-decide", reg.CHAMPION).version) == "2"
     assert str(reg.get_alias(c, "t-decide", reg.CHALLENGER).version) == "3"
+
+    # the champion's weights logged again as a new run: no gain at all, not promoted
+    same = decide(log_model(repo, blank=False))
+    assert same.version == "4" and same.comparison.gain == 0 and same.comparison.gain_low == 0
+    assert not same.decision.promote
+    assert str(reg.get_alias(c, "t-decide", reg.CHAMPION).version) == "2"
 
     # the same run again: the same version, nothing decided twice
     again = decide(trained)
     assert again.version == "2" and not again.new and again.decision is None
-    assert len(reg.list_versions(c, "t-decide")) == 3
+    assert len(reg.list_versions(c, "t-decide")) == 4
 
 
 def test_a_better_challenger_is_promoted(repo, monkeypatch):
@@ -138,14 +178,16 @@ def test_retrain_flow_registers_decides_and_leaves_an_artifact(repo, monkeypatch
         again = retrain(str(repo))
         assert again["version"] == "1" and again["decision"] == "none"
 
-        set_params(repo, train={"epochs": 2})
+        # a policy no model can meet (a gain of 0.99 in mean balanced accuracy): the retrained
+        # model is registered as challenger, the champion stays
+        set_params(repo, train={"epochs": 2}, registry={"policy.min_gain": 0.99})
         changed = retrain(str(repo))
         assert {"train", "evaluate"} <= set(changed["stages_run"])
         assert changed["version"] == "2" and changed["champion_before"] == "1"
-        assert changed["decision"] in ("promoted", "challenger")
+        assert changed["decision"] == "challenger"
         c = reg.client()
-        alias = reg.CHAMPION if changed["decision"] == "promoted" else reg.CHALLENGER
-        assert str(reg.get_alias(c, "t-flow", alias).version) == "2"
+        assert str(reg.get_alias(c, "t-flow", reg.CHALLENGER).version) == "2"
+        assert str(reg.get_alias(c, "t-flow", reg.CHAMPION).version) == "1"
 
 
 def test_esgar_compare_shows_versions_with_the_decision(repo, tmp_path, monkeypatch):
