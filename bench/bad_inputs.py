@@ -25,7 +25,7 @@ KINDS = {
                "tasks, snapshots edited by hand, malformed exports",
     "archive": "hostile archives: zip bombs, links, traversal",
     "service": "an unreachable, silent, dripping or endless service",
-    "output": "outputs: foreign folders, truncated checkpoints, permissions",
+    "output": "outputs: foreign folders, stale, truncated or code-running checkpoints",
     "interrupt": "a run killed midway",
     "arguments": "a mistake on a command line (a flag's value, an output's file type)",
     "security": "hostile requests and text: credentials in URLs, formulas, unauthenticated, "

@@ -450,7 +450,6 @@ def test_relabel_by_class_name_is_applied(repo, tmp_path):
     assert out.loc[sample.sample_id, "gender_source"] == "relabel"
 
 
-@pytest.mark.bad_input(stage="all", kind="output")
 def test_outputs_are_written_with_the_users_umask(repo):
     """Other users and a shared DVC cache must be able to read what the stages wrote."""
     umask = os.umask(0)

@@ -104,7 +104,6 @@ def test_a_disagreeing_tie_applies_nothing_and_is_warned(tmp_path):
     assert len(warnings) == 1
 
 
-@pytest.mark.bad_input(stage="prepare", kind="relabel")
 def test_labels_may_be_class_indices_or_class_names(tmp_path):
     at = "2026-01-01T10:00:00Z"
     out, warnings = relabel(tmp_path, [
@@ -172,7 +171,6 @@ def test_snapshot_file_errors(tmp_path):
             read_snapshot(bad)
 
 
-@pytest.mark.bad_input(stage="prepare", kind="relabel")
 def test_ties_and_unsure_answers_are_recorded_not_applied(tmp_path):
     path = tmp_path / "snapshot.csv"
     header = ",".join([*SNAPSHOT_COLUMNS, "status"])
@@ -187,6 +185,12 @@ def test_ties_and_unsure_answers_are_recorded_not_applied(tmp_path):
     assert out.loc[S0, "gender"] == 0 and out.loc[S1, "gender"] == 0
     assert out.loc[S1, "smile"] == 0 and out.loc[S1, "smile_source"] == "fs2k"  # not sure enough
     assert out.loc[S1, "hair"] == 1 and out.loc[S1, "hair_source"] == "relabel"
+
+
+@pytest.mark.bad_input(stage="prepare", kind="relabel")
+def test_a_status_that_is_no_snapshot_status_is_refused(tmp_path):
+    path = tmp_path / "snapshot.csv"
+    header = ",".join([*SNAPSHOT_COLUMNS, "status"])
     path.write_text(f"{header}\n{S0},gender,1,0,a,2026-01-01T09:00:00Z,1,maybe\n")
     with pytest.raises(RelabelError, match="status 'maybe' is not one of decided, "
                                            "low_confidence, tie, unsure"):
