@@ -218,6 +218,7 @@ def test_the_script_reports_status_and_refuses_a_busy_port(labelstudio, tmp_path
     assert group_processes(labelstudio.pid)  # the fixture's server is untouched
 
 
+@pytest.mark.headline  # README: the push of 2,104 tasks, 6.4 s
 def test_bulk_import_of_fs2k_sized_project(labelstudio, caplog):
     """2,104 tasks, each with a prediction answering the 7 attribute questions, in one call
     (FACTS: ~2.8 s)."""
