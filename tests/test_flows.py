@@ -49,10 +49,6 @@ def log_model(repo: Path, blank: bool) -> str:
     return active.info.run_id
 
 
-def log_blank_model(repo: Path) -> str:
-    return log_model(repo, blank=True)
-
-
 def val_mean_bacc(repo: Path, model_dir: Path) -> float:
     """Mean balanced accuracy on the current validation split, by scikit-learn."""
     net, _ = load_trained(model_dir)
@@ -94,7 +90,7 @@ def test_registry_decides_by_the_policy(repo, monkeypatch, tmp_path):
         return register_and_decide("t-decide", run_id, table, "data/masks", GAIN_ONLY, metrics,
                                    {"git_commit": "abc"})
 
-    blank, trained = log_blank_model(repo), trained_run(repo)
+    blank, trained = log_model(repo, blank=True), trained_run(repo)
     first = decide(blank)
     assert first.version == "1" and first.new and first.decision.outcome == "first champion"
     c = reg.client()
@@ -123,7 +119,7 @@ def test_registry_decides_by_the_policy(repo, monkeypatch, tmp_path):
     assert "test.mean_bacc" in tags  # recorded, never used to decide
 
     # a worse model stays challenger; the champion keeps its alias
-    third = decide(log_blank_model(repo))
+    third = decide(log_model(repo, blank=True))
     assert third.version == "3" and not third.decision.promote
     assert third.decision.outcome == "challenger"
     assert str(reg.get_alias(c, "t-decide", reg.CHAMPION).version) == "2"
@@ -148,7 +144,8 @@ def test_a_better_challenger_is_promoted(repo, monkeypatch):
     table = load_table("data/prepared/samples.parquet")
     lenient = Policy(confidence=0.6, min_gain=0.0, max_attribute_drop=1.0, bootstrap=500,
                      seed=0)
-    register_and_decide("t-better", log_blank_model(repo), table, "data/masks", lenient, {}, {})
+    register_and_decide("t-better", log_model(repo, blank=True), table, "data/masks", lenient,
+                        {}, {})
     out = register_and_decide("t-better", trained_run(repo), table, "data/masks", lenient, {},
                               {})
     assert out.comparison.gain > 0, "the tiny model learned nothing: the test data is too small"
@@ -195,7 +192,8 @@ def test_esgar_compare_shows_versions_with_the_decision(repo, tmp_path, monkeypa
     table = load_table("data/prepared/samples.parquet")
     metrics = json.loads(Path("reports/evaluate.json").read_text())
     register_and_decide("t-compare", trained_run(repo), table, "data/masks", POLICY, metrics, {})
-    register_and_decide("t-compare", log_blank_model(repo), table, "data/masks", POLICY, {}, {})
+    register_and_decide("t-compare", log_model(repo, blank=True), table, "data/masks", POLICY,
+                        {}, {})
     md, png = tmp_path / "cmp.md", tmp_path / "cmp.png"
     proc = run(["esgar", "compare", "--model", "t-compare", "--markdown", str(md),
                 "--plot", str(png)], repo,

@@ -205,26 +205,34 @@ CHILD_LOGGING = textwrap.dedent("""
 """)
 
 
+@contextlib.contextmanager
+def child_run(code: str, cwd: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A Python child running `code`, which prints its MLflow run id first: (process, run id)
+    once printed (within 60 s); killed on the way out if still alive."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the child opened no run within 60 s"
+        run_id = proc.stdout.readline().strip()
+        assert run_id, proc.stderr.read()[-2000:]
+        yield proc, run_id
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.bad_input(stage="train", kind="interrupt")
 def test_sigterm_while_logging_ends_the_run_killed(local_store, tmp_path):
     """SIGTERM lands in the middle of a metric write (a sqlite transaction) nearly every time
     here; it is held until the write ends, so the store is not left locked and the run ends
     KILLED, its metrics kept. Three times, at different moments."""
     for delay in (0.5, 1.3, 2.1):
-        proc = subprocess.Popen([sys.executable, "-c", CHILD_LOGGING], cwd=tmp_path, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            ready, _, _ = select.select([proc.stdout], [], [], 60)
-            assert ready, "the child opened no run within 60 s"
-            run_id = proc.stdout.readline().strip()
-            assert run_id, proc.stderr.read()[-2000:]
+        with child_run(CHILD_LOGGING, tmp_path) as (proc, run_id):
             time.sleep(delay)
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         assert "KeyboardInterrupt: SIGTERM" in err, err[-2000:]
         assert "could not be marked" not in err, err[-2000:]
         assert run_status(local_store, run_id) == "KILLED", err[-2000:]
@@ -247,20 +255,10 @@ def test_sigterm_inside_a_store_call_waits_for_its_end(local_store):
 
 @pytest.mark.bad_input(stage="train", kind="service")
 def test_sigterm_ends_the_run_killed(local_store, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", CHILD], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready, "the child opened no run within 60 s"
-        run_id = proc.stdout.readline().strip()
-        assert run_id, proc.stderr.read()[-2000:]
+    with child_run(CHILD, tmp_path) as (proc, run_id):
         assert run_status(local_store, run_id) == "RUNNING"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode != 0 and "KeyboardInterrupt: SIGTERM" in err, err[-2000:]
     assert run_status(local_store, run_id) == "KILLED"
 
