@@ -90,14 +90,15 @@ def minority_recall(labels: np.ndarray, pred: np.ndarray) -> float:
 
 
 def train_and_score(table: pd.DataFrame, params: dict, seed: int, true: dict, img_size: int,
-                    epochs: int) -> dict[str, float]:
+                    epochs: int, predictions: dict | None = None) -> dict[str, float]:
     """Train params.yaml's model (at `img_size` for `epochs`, seed `seed`) on `table`'s train
     split, the checkpoint picked on its val split as `train` does, from the mask store
     data/masks of the working folder; score val and test against the TRUE labels and against
     the labels the table holds (what the project would report).
 
     Returns {"<split>/<true|reported>/<mean_bacc|minority_recall>": value}, and `mean_bacc`
-    and `minority_recall` for test on the true labels.
+    and `minority_recall` for test on the true labels. `predictions`, when given, receives per
+    split {"sample_id": str [N], "pred", "true", "reported": int [N, A]}.
     """
     regions = list(params["masks"]["regions"])
     head = params["model"]["head"]
@@ -119,8 +120,12 @@ def train_and_score(table: pd.DataFrame, params: dict, seed: int, true: dict, im
         logits, index = batched_logits(net, make_loader(ds, 64, False, 0, 0), cpu,
                                        resolve_precision(result.precision["used"], cpu))
         pred = np.stack([logits[a].argmax(1) for a in schema.ATTRIBUTE_NAMES], 1)
-        for which, labels in (("true", true_labels(ds.table, true)[index]),
-                              ("reported", ds.labels.numpy()[index])):
+        labelled = {"true": true_labels(ds.table, true)[index],
+                    "reported": ds.labels.numpy()[index]}
+        if predictions is not None:
+            predictions[split] = {"sample_id": ds.table["sample_id"].to_numpy()[index],
+                                  "pred": pred, **labelled}
+        for which, labels in labelled.items():
             m = evaluate(labels, pred, n_resamples=0)
             scores[f"{split}/{which}/mean_bacc"] = m["mean_bacc"]
             scores[f"{split}/{which}/minority_recall"] = minority_recall(labels, pred)

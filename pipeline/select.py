@@ -4,8 +4,10 @@ From the out-of-sample probabilities of `crossfit`, per sample and attribute a l
 (prior-corrected confident learning) and an uncertainty (`select.uncertainty`). `quota_share` of
 the budget goes in turns over (attribute, class) strata so minority classes get their share of
 the suspect labels, the rest to the most suspect, then to the least certain (see
-`esgar.active.selection`). A sample x attribute humans settled (decided, or could not tell, in
-the relabel snapshot) is never asked again; a tie or a low-confidence decision may be.
+`esgar.active.selection`). With `select.val_share` > 0 that share of the tasks goes to
+validation sketches, ranked the same way, and the rest to the other splits. A sample x
+attribute humans settled (decided, or could not tell, in the relabel snapshot) is never asked
+again; a tie or a low-confidence decision may be.
 Outputs: the manifest (`select.out/manifest.parquet`: one row per sketch x attribute in
 question, with the task's rank, the reason, both scores, the model's guess and the current
 label, as class names), the counts as DVC metrics (`select.metrics`), and those with the
@@ -50,6 +52,18 @@ def decided_pairs(snapshot: pd.DataFrame, sample_ids: pd.Series) -> dict[str, np
     return {a: np.array([(s, a) in done for s in sample_ids]) for a in schema.ATTRIBUTE_NAMES}
 
 
+def split_budget(splits: list[str], val_share: float) -> list[tuple[list[str], float]]:
+    """Where the budget goes: with `val_share` > 0, that share of the tasks to validation
+    sketches first (the labels the promotion policy judges models on), the rest to the other
+    splits; else all splits together, as one ranking."""
+    if val_share <= 0:
+        return [(list(splits), 1.0)]
+    if "val" not in splits or len(splits) < 2:
+        raise ConfigError(f"select.val_share {val_share}: a share of the budget for validation "
+                          f"needs select.splits to hold val and another split, not {splits}")
+    return [(["val"], val_share), ([s for s in splits if s != "val"], 1 - val_share)]
+
+
 def manifest(rows: pd.DataFrame, tasks: list) -> pd.DataFrame:
     """One row per sample x attribute in question, class names spelled out."""
     out = []
@@ -68,14 +82,22 @@ def manifest(rows: pd.DataFrame, tasks: list) -> pd.DataFrame:
 def main() -> None:
     args = stage_args(__doc__)
     p = load(args.params, select=SelectParams)["select"]
+    parts = split_budget(p.splits, p.val_share)
     snapshot = read_snapshot(must_exist(p.relabels, "select.relabels"))
     probs = read_parquet(p.probs, "crossfit")
     rows = probs[probs["split"].isin(p.splits) & (probs["fold"] >= 0)].reset_index(drop=True)
     budget = budget_count(p.budget, len(rows))
     labels = {a: rows[a].to_numpy() for a in schema.ATTRIBUTE_NAMES}
     pred = {a: np.stack(rows[f"{a}_prob"]) for a in schema.ATTRIBUTE_NAMES}
-    tasks = select(labels, pred, budget, decided_pairs(snapshot, rows["sample_id"]),
-                   uncertainty_kind=p.uncertainty, quota_share=p.quota_share)
+    settled = decided_pairs(snapshot, rows["sample_id"])
+    tasks = []
+    for only, share in parts:
+        # scored on every row (each class's threshold from all of them), picked among `only`
+        closed = {a: settled[a] | ~rows["split"].isin(only).to_numpy()
+                  for a in schema.ATTRIBUTE_NAMES}
+        n = budget - len(tasks) if only != ["val"] else int(round(budget * share))
+        tasks += select(labels, pred, n, closed, uncertainty_kind=p.uncertainty,
+                        quota_share=p.quota_share)
     table = manifest(rows, tasks)
     with building_dir(p.out, OWNER) as tmp:
         table.to_parquet(tmp / "manifest.parquet", index=False)

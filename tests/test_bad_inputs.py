@@ -262,6 +262,11 @@ CASES = [
          {"select": {"uncertainty": "gini"}}),
     Case("test-split", "select", "params", r"select.splits.0: 'test' is not one of train, val",
          {"select": {"splits": ["test"]}}),
+    Case("val-share-no-val", "select", "params",
+         r"select.val_share 0.5: a share of the budget for validation needs select.splits to "
+         r"hold val and another split", {"select": {"val_share": 0.5, "splits": ["train"]}}),
+    Case("val-share-above-one", "select", "params", r"select.val_share: .*less than or equal to 1",
+         {"select": {"val_share": 1.5}}),
     Case("probs-missing", "select", "data", r"nowhere.parquet: missing \(run the crossfit stage",
          {"select": {"probs": "nowhere.parquet"}}),
     # push, pull

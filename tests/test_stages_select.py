@@ -60,3 +60,12 @@ def test_crossfit_scores_every_sketch_out_of_sample_and_select_never_reasks(repo
     again = pd.read_parquet(repo_copy / "data/selection/manifest.parquet")
     asked = set(zip(again["sample_id"], again["attribute"], strict=True))
     assert (q.sample_id, q.attribute) not in asked
+
+    # a share of the budget kept for validation: that many tasks on validation sketches
+    set_params(repo_copy, select={"budget": 6, "val_share": 0.5})
+    run(["dvc", "repro", "select"], repo_copy)
+    shared = pd.read_parquet(repo_copy / "data/selection/manifest.parquet")
+    per_split = shared.drop_duplicates("task")["split"].value_counts().to_dict()
+    assert per_split == {"val": 3, "train": 3}
+    asked = set(zip(shared["sample_id"], shared["attribute"], strict=True))
+    assert (q.sample_id, q.attribute) not in asked

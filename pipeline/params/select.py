@@ -19,6 +19,7 @@ class SelectParams(Section):
     splits: Annotated[list[Annotated[str, one_of("train", "val")]], Field(min_length=1)]
     budget: Annotated[float, Field(gt=0)]  # a share of the sketches (< 1) or a count (>= 1)
     quota_share: Annotated[float, Field(ge=0, le=1)]
+    val_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     uncertainty: Annotated[str, one_of(*UNCERTAINTIES)]
     out: Path
     metrics: Path
