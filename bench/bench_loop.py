@@ -191,7 +191,9 @@ def label_state(table: pd.DataFrame, noisy: pd.DataFrame, flipped: dict, asked: 
     found = [(s, a) in asked for s, a in flipped]
     n_fixed = int(np.sum(fixed))
     m = np.array(minority)
+    val = np.array([fit.loc[s, "split"] == "val" for s, _ in flipped])
     return {"flipped": len(flipped), "found": int(np.sum(found)), "fixed": n_fixed,
+            "val_flipped": int(val.sum()), "val_fixed": int(np.sum(np.array(fixed)[val])),
             "found_recall": float(np.mean(found)), "fixed_recall": float(np.mean(fixed)),
             "minority_flipped": int(m.sum()),
             "minority_found_recall": float(np.mean(np.array(found)[m])),
@@ -339,6 +341,8 @@ def run(work: Path, args) -> Store:
         champion = "score/none/0/0"
         for rnd in range(1, args.rounds + 1):
             challenger = f"score/{arm}/{rnd}/0"
+            if store.get(challenger) is None:
+                continue  # a round not trained
             d = promotion(policy, store.predictions(champion.replace("/", "_")),
                           store.predictions(challenger.replace("/", "_")))
             d["champion"] = champion
@@ -391,11 +395,12 @@ def table(data: dict, rounds: int) -> str:
             m = curve(data, arm, rnd, "minority_recall")
             rep = curve(data, arm, rnd, "val/reported/mean_bacc")
             tv = curve(data, arm, rnd, "val/true/mean_bacc")
+            val = f" ({r['val_fixed']} of {r['val_flipped']} in val)" if "val_fixed" in r else ""
             p = data.get(f"promotion/{arm}/{rnd}")
             promo = "-" if p is None else (f"{'yes' if p['reported']['promote'] else 'no'} "
                                            f"({'right' if p['right'] else 'wrong'})")
             lines.append(f"| {arm} | {rnd} | {total} | {r['found']} of {r['flipped']} | "
-                         f"{r['fixed']} | {r['broken']} | {r['minority_found_recall']:.2f} | "
+                         f"{r['fixed']}{val} | {r['broken']} | {r['minority_found_recall']:.2f} | "
                          f"{cell(b)} | {cell(m)} | {pair(rep, tv)} | {promo} |")
     return "\n".join(lines)
 
@@ -416,18 +421,21 @@ def plot(data: dict, rounds: int, path: Path, note: str) -> Path:
         for i, arm in enumerate(arms(data)):
             if not len(curve(data, arm, rounds, key)):
                 continue  # its rounds only (--no-training)
-            pts = [curve(data, "none", 0, key)] + [curve(data, arm, r, key)
-                                                  for r in range(1, rounds + 1)]
+            trained = [0] + [r for r in range(1, rounds + 1) if len(curve(data, arm, r, key))]
+            pts = [curve(data, "none" if r == 0 else arm, r, key) for r in trained]
             mean = np.array([p.mean() for p in pts])
             spread = [mean - [p.min() for p in pts], [p.max() for p in pts] - mean]
-            ax.errorbar(x + 0.04 * (i - 1.5), mean, yerr=spread, color=COLOURS[arm],
-                        marker="o", capsize=3, label=arm)
+            ax.errorbar(np.array(trained) + 0.04 * (i - 1.5), mean, yerr=spread,
+                        color=COLOURS[arm], marker="o", capsize=3, label=arm)
         ax.set(title=title, xlabel="round", xticks=x)
     for arm in arms(data):
-        rec = [0.0] + [data[f"round/{arm}/{r}"]["fixed_recall"] for r in range(1, rounds + 1)]
-        axes[2].plot(x, rec, marker="o", color=COLOURS[arm], label=arm)
-    axes[2].set(title="flipped train+val labels fixed (share)", xlabel="round", xticks=x,
-                ylim=(0, None))
+        for key, style in (("found_recall", "--"), ("fixed_recall", "-")):
+            rec = [0.0] + [data[f"round/{arm}/{r}"][key] for r in range(1, rounds + 1)]
+            axes[2].plot(x, rec, ls=style, marker="o", color=COLOURS[arm],
+                         label=f"{arm}, {key.split('_')[0]}")
+    axes[2].set(title="flipped train+val labels asked (--) and fixed (-), share", xlabel="round",
+                xticks=x, ylim=(0, None))
+    axes[2].legend(fontsize=7)
     axes[0].legend(fontsize=8)
     fig.suptitle(note, fontsize=9)
     fig.tight_layout()
@@ -442,7 +450,7 @@ def main() -> None:
     ap.add_argument("--noise", default="systematic-heavy", choices=list(SETTINGS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--middle-seeds", type=int, nargs="+", default=[0],
+    ap.add_argument("--middle-seeds", type=int, nargs="*", default=[0],
                     help="the seeds trained after the rounds before the last")
     defaults = yaml.safe_load((REPO / "params.yaml").read_text())
     ap.add_argument("--img-size", type=int, default=defaults["model"]["img_size"])
@@ -479,8 +487,10 @@ def main() -> None:
         data = store.data
     precision = data.get("score/none/0/0", {}).get("precision", "no training")
     who = "careful annotators" if args.careful else "annotators as bench_relabel_trust's"
-    note = (f"{defaults['model']['backbone']} {defaults['model']['head']}, {args.img_size} px, "
-            f"{args.epochs} epochs, {precision}; noise {args.noise}; {who}; "
+    model = ("the rounds only, no model trained" if args.no_training else
+             f"{defaults['model']['backbone']} {defaults['model']['head']}, {args.img_size} px, "
+             f"{args.epochs} epochs, {precision}")
+    note = (f"{model}; noise {args.noise}; {who}; "
             f"{os.cpu_count()} cores, {cpu_name()}; {minutes:.0f} min")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
