@@ -2,16 +2,20 @@
 """Does the relabeling loop improve the model? Three rounds of the real loop, each way of picking
 questions at the same number of questions, on synthetic FS2K whose label noise costs something.
 
-    python bench/bench_loop.py [--rounds 3] [--seeds 0 1 2] [--middle-seeds 0]
-                               [--work DIR] [--out bench/results/loop.json]
-    python bench/bench_loop.py --plot-only   # redraw docs/images/relabel_loop.png from --out
+    python bench/bench_loop.py --careful --middle-seeds   # the README's run (careful annotators,
+                                                          # rounds 1 and 2 not trained)
+    python bench/bench_loop.py --no-training              # the README's lazy run: rounds only
+    python bench/bench_loop.py --careful --plot-only      # redraw docs/images/relabel_loop.png
+    [--rounds 3] [--seeds 0 1 2] [--arms select cleanlab random select-val] [--work DIR]
+    [--out FILE.json: default bench/results/loop_careful.json, with --careful, else loop_lazy.json]
 
 The noise is bench_noise_gap's `systematic-heavy` (class-conditional confusions in the minority
 classes, in train, validation and test alike), where clean labels beat noisy ones beyond the
 seed spread. Each arm keeps its own labels (a relabel snapshot), its own Label Studio project
 and its own stage outputs; a round of an arm is the project's own stages:
 `crossfit` on the arm's current labels -> the questions -> `push` to a local Label Studio ->
-three simulated annotators (bench_relabel_trust's: accuracies 0.95/0.85/0.70, some lazy)
+three simulated annotators (bench_relabel_trust's: accuracies 0.95/0.85/0.70, some lazy;
+never lazy with `--careful`)
 answer through its API, two per task, among them the push's gold tasks -> `pull` (gold-weighted
 consensus) -> `prepare` applies the decisions -> the model is retrained on them. The arms:
 - `select`: the `select` stage (params.yaml's settings, `select.budget` of train+val a round);
@@ -19,6 +23,7 @@ consensus) -> `prepare` applies the decisions -> the model is retrained on them.
   labels, tasks built as `select` builds them: sketches by their worst label quality, each
   asking that label and the sketch's other flagged ones;
 - `random`: random sketch x attribute pairs;
+- `select-val` (only when asked for): `select` with `--val-share` of its tasks on validation;
 each of the last two asks exactly as many questions as `select` did in that round, and none
 asks a pair a decision settled before. Beside them: `none` (the noisy labels, every arm's round
 0) and `clean` (every flipped label set to its truth, the ceiling).
@@ -28,7 +33,8 @@ TRUE labels of validation and test, and on the labels the arm holds (what the pr
 report). Rounds 1 and 2 train `--middle-seeds`, round 3 and the baselines `--seeds`, to keep
 the run near an hour and a half on 2 cores. Per round, the registry's promotion policy
 (params.yaml's `registry.policy`) judges the round's model (seed 0) against the arm's champion
-on the arm's validation labels, as the retrain flow would, and on the true ones.
+on the arm's validation labels, as the retrain flow would, and on the true ones; the true test
+labels give the gain the decision was about.
 
 A kept `--work` folder resumes: finished rounds and trainings are not redone.
 """
@@ -219,7 +225,6 @@ def promotion(policy: Policy, champion: dict, challenger: dict) -> dict:
     c = paired_bootstrap(challenger["test"]["true"], challenger["test"]["pred"],
                          champion["test"]["pred"][rows], schema.ATTRIBUTE_NAMES, 1, 0, 0.5)
     out["true_test_gain"] = c.gain
-    out["right"] = out["reported"]["promote"] == (c.gain > 0)
     return out
 
 
@@ -378,7 +383,8 @@ def table(data: dict, rounds: int) -> str:
     """The README's table: per arm and round, what was asked and found, and the model."""
     lines = ["| arm | round | questions (cumulative) | flipped labels found | fixed | right "
              "labels broken | minority flips found | test mean bacc, true labels (seeds) | "
-             "minority-class recall | val mean bacc as reported / true | promoted? (right?) |",
+             "minority-class recall | val mean bacc as reported / true | promoted on reported / "
+             "true val labels; test gain on true labels |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in ("none", "clean"):
         b, m = curve(data, arm, 0, "mean_bacc"), curve(data, arm, 0, "minority_recall")
@@ -397,8 +403,9 @@ def table(data: dict, rounds: int) -> str:
             tv = curve(data, arm, rnd, "val/true/mean_bacc")
             val = f" ({r['val_fixed']} of {r['val_flipped']} in val)" if "val_fixed" in r else ""
             p = data.get(f"promotion/{arm}/{rnd}")
-            promo = "-" if p is None else (f"{'yes' if p['reported']['promote'] else 'no'} "
-                                           f"({'right' if p['right'] else 'wrong'})")
+            promo = "-" if p is None else " / ".join(
+                "yes" if p[k]["promote"] else "no" for k in ("reported", "true")) + \
+                f"; {p['true_test_gain']:+.3f}"
             lines.append(f"| {arm} | {rnd} | {total} | {r['found']} of {r['flipped']} | "
                          f"{r['fixed']}{val} | {r['broken']} | {r['minority_found_recall']:.2f} | "
                          f"{cell(b)} | {cell(m)} | {pair(rep, tv)} | {promo} |")
@@ -463,11 +470,12 @@ def main() -> None:
     ap.add_argument("--no-training", action="store_true",
                     help="only the rounds through Label Studio: what was found and fixed")
     ap.add_argument("--work", type=Path, help="a folder to build in, kept (resumes)")
-    ap.add_argument("--out", type=Path, default=REPO / "bench/results/loop.json")
+    ap.add_argument("--out", type=Path)
     ap.add_argument("--image", type=Path, default=IMAGE)
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --out")
     args = ap.parse_args()
-    args.out = args.out.resolve()
+    args.out = (args.out or REPO / f"bench/results/loop_{'careful' if args.careful else 'lazy'}"
+                                   ".json").resolve()
     args.arms = [a for a in ARMS if a in args.arms]  # select first: the others match its count
     if args.arms[0] != "select":
         ap.error("--arms: the select arm sets the number of questions; include it")

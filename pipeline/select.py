@@ -52,16 +52,16 @@ def decided_pairs(snapshot: pd.DataFrame, sample_ids: pd.Series) -> dict[str, np
     return {a: np.array([(s, a) in done for s in sample_ids]) for a in schema.ATTRIBUTE_NAMES}
 
 
-def split_budget(splits: list[str], val_share: float) -> list[tuple[list[str], float]]:
-    """Where the budget goes: with `val_share` > 0, that share of the tasks to validation
-    sketches first (the labels the promotion policy judges models on), the rest to the other
-    splits; else all splits together, as one ranking."""
+def split_budget(splits: list[str], val_share: float) -> list[tuple[list[str], float | None]]:
+    """Where the budget goes, as (splits, share of the tasks; None: what is left): with
+    `val_share` > 0, that share to validation sketches first (the labels the promotion policy
+    judges models on), the rest to the other splits; else all splits together, one ranking."""
     if val_share <= 0:
-        return [(list(splits), 1.0)]
+        return [(list(splits), None)]
     if "val" not in splits or len(splits) < 2:
         raise ConfigError(f"select.val_share {val_share}: a share of the budget for validation "
                           f"needs select.splits to hold val and another split, not {splits}")
-    return [(["val"], val_share), ([s for s in splits if s != "val"], 1 - val_share)]
+    return [(["val"], val_share), ([s for s in splits if s != "val"], None)]
 
 
 def manifest(rows: pd.DataFrame, tasks: list) -> pd.DataFrame:
@@ -95,7 +95,7 @@ def main() -> None:
         # scored on every row (each class's threshold from all of them), picked among `only`
         closed = {a: settled[a] | ~rows["split"].isin(only).to_numpy()
                   for a in schema.ATTRIBUTE_NAMES}
-        n = budget - len(tasks) if only != ["val"] else int(round(budget * share))
+        n = budget - len(tasks) if share is None else int(round(budget * share))
         tasks += select(labels, pred, n, closed, uncertainty_kind=p.uncertainty,
                         quota_share=p.quota_share)
     table = manifest(rows, tasks)
