@@ -6,6 +6,9 @@ for each fold a model is trained on the other K-1 (its checkpoint chosen on a sm
 validation part carved out of them) and scores the fold. Rows outside the folds (the test
 split, when asked for) are scored by the mean of the K models' probabilities, which never saw
 them either.
+
+`crossfit_features` is the cheaper way: the trained main model's descriptors and a logistic
+regression cross-fitted on the same folds (see `esgar.active.features`).
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from esgar import schema
+from esgar.active.features import classifier_inputs, crossfit_classifier
 from esgar.data.dataset import SketchDataset
 from esgar.data.splits import iterative_folds, iterative_split
-from esgar.device import resolve_device, resolve_precision
+from esgar.device import Precision, resolve_device, resolve_precision
+from esgar.errors import ConfigError
 from esgar.forward import batched_logits, probabilities
 from esgar.models.factory import AttributeModel
 from esgar.training import BEST, TrainConfig, make_loader, seed_everything, train
 
-__all__ = ["assign_folds", "crossfit"]
+__all__ = ["assign_folds", "crossfit", "crossfit_features"]
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +63,21 @@ def _fit_fold(build: Callable[[], AttributeModel], fit: pd.DataFrame, mask_dir: 
     return net
 
 
+def _prepared(net: AttributeModel, rows: pd.DataFrame, mask_dir: Path, batch_size: int,
+              device: str, precision: str) -> tuple[DataLoader, torch.device, Precision]:
+    """`rows` in order as batches for `net`, and `net` moved to the device it runs on."""
+    ds = SketchDataset.for_model(net, rows, mask_dir, train=False, cache=False)
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    prec.prepare(net.to(dev))
+    return make_loader(ds, batch_size, False, 0, 0), dev, prec
+
+
 def _probs(net: AttributeModel, rows: pd.DataFrame, mask_dir: Path, cfg: TrainConfig
            ) -> dict[str, np.ndarray]:
     """{attribute: float32 [len(rows), C]} in the order of `rows`."""
-    ds = SketchDataset.for_model(net, rows, mask_dir, train=False, cache=False)
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    precision.prepare(net.to(device))
-    logits, index = batched_logits(net, make_loader(ds, cfg.batch_size, False, 0, 0), device,
-                                   precision)
+    logits, index = batched_logits(net, *_prepared(net, rows, mask_dir, cfg.batch_size,
+                                                   cfg.device, cfg.precision))
     order = np.argsort(index)
     return {a: p[order] for a, p in probabilities(logits).items()}
 
@@ -101,6 +113,53 @@ def crossfit(table: pd.DataFrame, mask_dir: str | Path, build: Callable[[], Attr
     frames = [_frame(table, fold_of, probs)]
     if extra is not None and len(extra):
         frames.append(_frame(extra.reset_index(drop=True), np.full(len(extra), -1), extra_probs))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _descriptors(net: AttributeModel, rows: pd.DataFrame, mask_dir: Path, batch_size: int,
+                 device: str, precision: str, desc: str) -> dict[str, np.ndarray]:
+    """{attribute: float32 [len(rows), D]} in the order of `rows`."""
+    feats, index = classifier_inputs(net, *_prepared(net, rows, mask_dir, batch_size, device,
+                                                     precision), desc=desc)
+    order = np.argsort(index)
+    return {a: f[order] for a, f in feats.items()}
+
+
+def crossfit_features(table: pd.DataFrame, mask_dir: str | Path, net: AttributeModel,
+                      folds: int, seed: int, c: float, batch_size: int = 64,
+                      device: str = "auto", precision: str = "auto",
+                      extra: pd.DataFrame | None = None,
+                      attributes: tuple[str, ...] = schema.ATTRIBUTE_NAMES) -> pd.DataFrame:
+    """Out-of-sample probabilities of every row of `table` (and of `extra`) from `net`'s
+    per-attribute descriptors and a logistic regression (inverse regularisation `c`) per
+    attribute, cross-fitted on `folds` folds stratified as `crossfit`'s.
+
+    net: the trained model (`load_trained`); it must model every one of `attributes`. The same
+    frame as `crossfit` returns (sample_id, split, fold, per attribute the label and `<a>_prob`).
+    """
+    missing = [a for a in attributes if a not in net.attributes]
+    if missing:
+        raise ConfigError(f"the trained model has no classifier for {', '.join(missing)} "
+                          f"(it models {', '.join(net.attributes)}): train it on every attribute")
+    mask_dir = Path(mask_dir)
+    table = table.reset_index(drop=True)
+    fold_of = assign_folds(table, folds, seed, attributes)
+    feats = _descriptors(net, table, mask_dir, batch_size, device, precision, "descriptors")
+    extra_feats: dict[str, np.ndarray] = {}
+    if extra is not None and len(extra):
+        extra = extra.reset_index(drop=True)
+        extra_feats = _descriptors(net, extra, mask_dir, batch_size, device, precision,
+                                   "descriptors (extra)")
+    probs, extra_probs = {}, {}
+    for a in attributes:
+        probs[a], extra_probs[a] = crossfit_classifier(
+            feats[a], table[a].to_numpy(np.int64), fold_of, schema.attribute(a).num_classes, c,
+            extra_feats.get(a))
+    log.info("%d sketches judged by %d-fold logistic regressions on the trained model's "
+             "descriptors", len(table), folds)
+    frames = [_frame(table, fold_of, probs)]
+    if extra_feats:
+        frames.append(_frame(extra, np.full(len(extra), -1), extra_probs))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -132,6 +132,12 @@ class ESGHead(nn.Module):
                               dropout, skip_masked)
             for a in self.attributes})
 
+    @property
+    def classifiers(self) -> dict[str, nn.Module]:
+        """{attribute: its branch's classifier}, as the other heads expose theirs: the input of
+        each is the descriptor the branch pooled from its region."""
+        return {a: branch.fc for a, branch in self.branches.items()}
+
     def forward(self, features: torch.Tensor, grids: torch.Tensor | None,
                 return_attention: bool = False):
         grids = check_grids(grids, features, self.region_names)
