@@ -113,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         params = build(work, args.pairs, ("download", "prepare", "masks", "crossfit",
-                                          "select"))
+                                          "select"), crossfit={"method": "folds"})  # as measured
         true = truth(work)
         budget = int(pd.read_parquet(work / "data/selection/manifest.parquet")["task"].nunique())
         env = start_server(work)

@@ -233,7 +233,8 @@ def main() -> None:
             subprocess.run(["git", "init", "-q"], cwd=work, check=True)
         # params.yaml as this repository's (a reused folder's settings follow the code)
         build(work, args.pairs, () if built else ("download", "prepare", "masks", "crossfit",
-                                                  "select"), select={"budget": args.budget})
+                                                  "select"), select={"budget": args.budget},
+              crossfit={"method": "folds"})  # as measured
         truth = truth_lookup(work)
         env, server = start_server(work)
         results = []

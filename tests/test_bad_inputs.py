@@ -134,6 +134,17 @@ def broken_model(damage: Callable[[Path], None]) -> Callable[[Path, Path], dict]
     return make
 
 
+def model_of_other_regions(tmp: Path, repo: Path) -> dict:
+    """The trained model, described as seeing a region the mask store does not have."""
+    def rename(folder: Path) -> None:
+        info = json.loads((folder / "model.json").read_text())
+        m = info["model"]
+        m["region_names"] = ["piercing" if r == "earring" else r for r in m["region_names"]]
+        m["attribute_regions"]["earring"] = "piercing"
+        (folder / "model.json").write_text(json.dumps(info))
+    return {"crossfit": {"model": broken_model(rename)(tmp, repo)["train"]["out"]}}
+
+
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -253,6 +264,14 @@ CASES = [
          {"crossfit": {"inner_val_fraction": 1}}),
     Case("work-foreign", "crossfit", "output", r"my_photos: exists and is not written",
          {}, foreign_folder("crossfit", "work")),
+    Case("method-unknown", "crossfit", "params", r"crossfit.method: 'trees' is not one of "
+         r"features, folds, both", {"crossfit": {"method": "trees"}}),
+    Case("regularization-zero", "crossfit", "params", r"crossfit.regularization: .*greater "
+         r"than 0", {"crossfit": {"regularization": 0}}),
+    Case("features-no-model", "crossfit", "data", r"nowhere/model.json: no trained model here "
+         r"\(run the train stage\)", {"crossfit": {"model": "nowhere"}}),
+    Case("features-model-regions", "crossfit", "data", r"the mask store has no region\(s\) "
+         r"piercing", {}, model_of_other_regions),
     # select
     Case("budget-zero", "select", "params", r"select.budget: .*greater than 0",
          {"select": {"budget": 0}}),

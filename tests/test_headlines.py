@@ -89,7 +89,7 @@ def noisy_crossfit(tmp_path_factory) -> Path:
     question."""
     work = tmp_path_factory.mktemp("noisy")
     build(work, 1200, ("download", "prepare", "masks", "crossfit"),
-          crossfit={"folds": 3, "epochs": 8})
+          crossfit={"method": "folds", "folds": 3, "epochs": 8})
     return work
 
 

@@ -24,8 +24,9 @@ def test_crossfit_scores_every_sketch_out_of_sample_and_select_never_reasks(repo
                train={"loss_kwargs": {"smoothing": 1.0}},
                crossfit={"folds": 3, "epochs": 1, "img_size": 32, "batch_size": 16},
                select={"budget": 6})
-    first = run(["dvc", "repro", "select"], repo_copy)
-    assert ran_stages(first) == ["pull", "download", "prepare", "masks", "crossfit", "select"]
+    first = run(["dvc", "repro", "select"], repo_copy)  # crossfit.method: features, the default
+    assert ran_stages(first) == ["pull", "download", "prepare", "masks", "train", "crossfit",
+                                 "select"]
 
     table = pd.read_parquet(repo_copy / "data/prepared/samples.parquet")
     probs = pd.read_parquet(repo_copy / "data/crossfit/probs.parquet")
@@ -49,6 +50,21 @@ def test_crossfit_scores_every_sketch_out_of_sample_and_select_never_reasks(repo
     report = json.loads((repo_copy / "reports/select.json").read_text())
     assert sum(report["per_attribute"].values()) == summary["questions"]
     assert set(json.loads((repo_copy / "reports/crossfit.json").read_text())) > set(metrics)
+    assert json.loads((repo_copy / "reports/crossfit.json").read_text())["method"] == "features"
+
+    # whole models per fold instead: only crossfit and select rerun, the same folds
+    set_params(repo_copy, crossfit={"method": "folds"})
+    assert ran_stages(run(["dvc", "repro", "select"], repo_copy)) == ["pull", "crossfit", "select"]
+    by_folds = pd.read_parquet(repo_copy / "data/crossfit/probs.parquet")
+    assert by_folds.set_index("sample_id")["fold"].to_dict() == \
+        probs.set_index("sample_id")["fold"].to_dict()
+    assert (repo_copy / "models/crossfit/fold2/best.pt").is_file()
+    set_params(repo_copy, crossfit={"method": "both"})  # their mean
+    assert ran_stages(run(["dvc", "repro", "select"], repo_copy)) == ["pull", "crossfit", "select"]
+    both = pd.read_parquet(repo_copy / "data/crossfit/probs.parquet")
+    for a in schema.ATTRIBUTE_NAMES:
+        np.testing.assert_allclose(np.stack(both[f"{a}_prob"]), (np.stack(
+            probs[f"{a}_prob"]) + np.stack(by_folds[f"{a}_prob"])) / 2, atol=1e-6)
 
     # a human answers the first question: it is never asked again
     q = manifest.iloc[0]

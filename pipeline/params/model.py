@@ -97,6 +97,9 @@ class EvaluateParams(Section):
 
 
 class CrossfitParams(Section):
+    method: Annotated[str, one_of("features", "folds", "both")]
+    model: Path
+    regularization: Annotated[float, Field(gt=0)]
     folds: Annotated[int, Field(ge=2)]
     seed: int
     epochs: Positive
