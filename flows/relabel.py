@@ -65,7 +65,8 @@ def round_markdown(s: dict[str, Any]) -> str:
 
 @flow(name="relabel_round", log_prints=True)
 def relabel_round(repo: str = ".", params: str = "params.yaml") -> dict[str, Any]:
-    """dvc repro push (crossfit and select first, where stale); returns what was sent."""
+    """dvc repro push (crossfit and select first, and train where crossfit reads its model,
+    where stale); returns what was sent."""
     logger = get_run_logger()
     check_services(repo, params)
     ran = dvc_repro(["push"], repo)
