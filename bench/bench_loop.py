@@ -502,7 +502,7 @@ def main() -> None:
             f"{os.cpu_count()} cores, {cpu_name()}; {minutes:.0f} min")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "args": {k: (v.name if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "annotators": ANNOTATORS, "note": note,
         "machine": {"cores": os.cpu_count(), "cpu": cpu_name(),
                     "bf16_instructions": cpu_bf16_features(), "torch": torch.__version__},

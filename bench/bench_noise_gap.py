@@ -115,7 +115,8 @@ def main() -> None:
                    "bf16_instructions": cpu_bf16_features(), "torch": torch.__version__,
                    "precision": results[name]["runs"]["noisy"][0]["precision"]}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+        args.out.write_text(json.dumps({"args": {k: (v.name if isinstance(v, Path) else str(v))
+                                               for k, v in vars(args).items()},
                                         "machine": machine, "settings": results}, indent=1))
     print(f"\n{args.img_size} px, {args.epochs} epochs, seeds {args.seeds}; mean ± sd; "
           "gap = clean - noisy; * beyond the seed spread\n")

@@ -195,7 +195,8 @@ def main() -> None:
                "bf16_instructions": cpu_bf16_features(), "torch": torch.__version__}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+        args.out.write_text(json.dumps({"args": {k: (v.name if isinstance(v, Path) else str(v))
+                                               for k, v in vars(args).items()},
                                         "machine": machine, "runs": results}, indent=1))
     print(f"\nwhole run {(time.perf_counter() - t0) / 60:.1f} min, {os.cpu_count()} cores, "
           f"{platform.machine()}, {cpu_name()} (bf16 instructions: "
