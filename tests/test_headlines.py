@@ -99,17 +99,25 @@ def noisy_crossfit(tmp_path_factory) -> Path:
 SELECT_OVER_RANDOM = 1.5
 
 
-def test_select_finds_more_flipped_labels_than_random_sketches(noisy_crossfit):
-    probs = pd.read_parquet(noisy_crossfit / "data/crossfit/probs.parquet")
+def selection_inputs(work: Path, probs_file: Path) -> tuple:
+    """From a crossfit output of `work`: (ids, labels, probabilities per attribute, the flipped
+    labels, params.yaml's select section) as bench_selection's pickers take them."""
+    probs = pd.read_parquet(probs_file)
     probs = probs[probs["fold"] >= 0].reset_index(drop=True)
-    flips = bench_selection.flipped_pairs(noisy_crossfit, probs)
+    attrs = list(schema.ATTRIBUTE_NAMES)
+    return (probs["sample_id"].to_numpy(), {a: probs[a].to_numpy() for a in attrs},
+            {a: np.stack(probs[f"{a}_prob"]) for a in attrs},
+            bench_selection.flipped_pairs(work, probs),
+            yaml.safe_load((work / "params.yaml").read_text())["select"])
+
+
+def test_select_finds_more_flipped_labels_than_random_sketches(noisy_crossfit):
+    ids, labels, pred, flips, select_params = selection_inputs(
+        noisy_crossfit, noisy_crossfit / "data/crossfit/probs.parquet")
     assert len(flips) >= 40, len(flips)  # enough flips for the recall to mean something
-    ids, attrs = probs["sample_id"].to_numpy(), list(schema.ATTRIBUTE_NAMES)
-    labels = {a: probs[a].to_numpy() for a in attrs}
-    pred = {a: np.stack(probs[f"{a}_prob"]) for a in attrs}
+    attrs = list(schema.ATTRIBUTE_NAMES)
     rare = {a.name: int(np.argmin(schema.FS2K_COUNTS["train"][a.name]))
             for a in schema.ATTRIBUTES}
-    select_params = yaml.safe_load((noisy_crossfit / "params.yaml").read_text())["select"]
     budget = round(0.1 * len(ids))
     picked = bench_selection.by_select(ids, labels, pred, budget, select_params)
     assert len({s for s, _ in picked}) <= budget
@@ -137,13 +145,7 @@ def noisy_features(noisy_crossfit) -> Path:
 
 def flips_per_question(work: Path, probs_file: Path, share: float) -> tuple[float, int]:
     """`select`'s flipped labels found per question at `share` of the sketches as tasks."""
-    probs = pd.read_parquet(probs_file)
-    probs = probs[probs["fold"] >= 0].reset_index(drop=True)
-    flips = bench_selection.flipped_pairs(work, probs)
-    ids, attrs = probs["sample_id"].to_numpy(), list(schema.ATTRIBUTE_NAMES)
-    labels = {a: probs[a].to_numpy() for a in attrs}
-    pred = {a: np.stack(probs[f"{a}_prob"]) for a in attrs}
-    select_params = yaml.safe_load((work / "params.yaml").read_text())["select"]
+    ids, labels, pred, flips, select_params = selection_inputs(work, probs_file)
     picked = bench_selection.by_select(ids, labels, pred, round(share * len(ids)), select_params)
     return len(picked & set(flips)) / len(picked), len(picked)
 
