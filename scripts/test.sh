@@ -27,7 +27,15 @@ fi
   || missing "no Chromium at ${CHROMIUM:-/usr/bin/chromium} (apt-get install chromium, or set CHROMIUM)" \
        "the screenshots will not be checked"
 export PATH="$PWD/.venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true
-# Two workers (pytest-xdist), a test file each at a time: one process keeps about one core busy
-# (it waits on servers starting and subprocesses importing), so two share two cores well.
-# ESGAR_TEST_WORKERS=0 runs the suite in one process.
-exec python -m pytest -n "${ESGAR_TEST_WORKERS:-2}" --dist loadfile "$@"
+# Workers (pytest-xdist), a test file each at a time: one more than the cores, as a worker often
+# waits (servers starting, subprocesses importing). Each worker, and every stage it starts,
+# computes on cores/workers threads (at least one): torch's default of one thread per core in
+# every worker oversubscribes the cores: a model trained beside the other workers took several
+# times as long as alone. ESGAR_TEST_WORKERS=0 runs the suite in one process, on every core.
+cores=$(nproc)
+workers=${ESGAR_TEST_WORKERS:-$((cores + 1))}
+if [ "$workers" -gt 1 ]; then
+  threads=$((cores / workers)); [ "$threads" -ge 1 ] || threads=1
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$threads}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-$threads}"
+fi
+exec python -m pytest -n "$workers" --dist loadfile "$@"

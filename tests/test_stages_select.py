@@ -21,7 +21,8 @@ def test_crossfit_scores_every_sketch_out_of_sample_and_select_never_reasks(repo
                      "synthetic.noise": {"earring": {0: 0.3}}},
                prepare={"val_fraction": 0.25},
                masks={"contact_sheet.n": 2, "grids": [[2, 2]]},
-               train={"loss_kwargs": {"smoothing": 1.0}},
+               model={"img_size": 64},  # the train stage runs before crossfit: kept small
+               train={"epochs": 1, "batch_size": 16, "loss_kwargs": {"smoothing": 1.0}},
                crossfit={"folds": 3, "epochs": 1, "img_size": 32, "batch_size": 16},
                select={"budget": 6})
     first = run(["dvc", "repro", "select"], repo_copy)  # crossfit.method: features, the default

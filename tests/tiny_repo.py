@@ -1,7 +1,10 @@
 """A tiny repository for the flow and registry tests: a pytest plugin (tests/conftest.py).
 
 - `tiny_repo` (session): a copy of the project on 160 synthetic pairs, `dvc repro evaluate`
-  done once, logged to the copy's own `mlflow.db` (the stages' default store at its root).
+  done once per test run, logged to the copy's own `mlflow.db` (the stages' default store at
+  its root). Under pytest-xdist the first worker builds it under a file lock in the run's
+  shared temporary folder and the others wait for it (pytest-xdist's documented pattern for a
+  session fixture done once): read only from then on.
 - `repo` (function): a private copy of it (the store too), MLFLOW_TRACKING_URI pointed at it.
 """
 
@@ -12,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.helpers import commit_all, copy_repo, run, set_params
 
@@ -27,16 +31,22 @@ TINY = {
 
 
 @pytest.fixture(scope="session")
-def tiny_repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    repo = copy_repo(root / "repo")
-    set_params(repo, **TINY)
-    commit_all(repo, "tiny settings")
-    home = root / "home"
-    run(["dvc", "repro", "evaluate"], repo,
-        env={"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-             "XDG_CACHE_HOME": str(home / ".cache"), "MLFLOW_TRACKING_URI": ""})
-    return repo
+def tiny_repo(tmp_path_factory, worker_id) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # every worker's, under xdist
+    root, built = shared / "tiny", shared / "tiny.built"
+    with FileLock(str(shared / "tiny.lock")):
+        if not built.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed half way
+            repo = copy_repo(root / "repo")
+            set_params(repo, **TINY)
+            commit_all(repo, "tiny settings")
+            home = root / "home"
+            run(["dvc", "repro", "evaluate"], repo,
+                env={"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+                     "XDG_CACHE_HOME": str(home / ".cache"), "MLFLOW_TRACKING_URI": ""})
+            built.touch()
+    return root / "repo"
 
 
 @pytest.fixture
