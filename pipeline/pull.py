@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,17 @@ def check_not_edited(pp: PullParams, recorded: dict[str, Any] | None = None) -> 
                          f"restore the file (git checkout {pp.snapshot})")
 
 
-def carried_over(previous: pd.DataFrame, task_ids: set[int], problems: list[str]
+def carried_over(previous: pd.DataFrame, tasks: Mapping[int, Any], problems: list[str]
                  ) -> pd.DataFrame:
-    """The previous snapshot's rows whose task is gone from Label Studio, kept (and said)."""
+    """The previous snapshot's rows whose task is gone from Label Studio, kept (and said).
+
+    tasks: {task id: its sketch's sample_id} of the project now. A task whose id now holds
+    another sketch is gone too: Label Studio on sqlite gives the highest id again to the next
+    task imported once the task that held it is deleted."""
     ids = pd.to_numeric(previous["task_id"], errors="coerce")
-    gone = previous[ids.notna() & ~ids.isin(list(task_ids))]
+    gone = previous[np.array([pd.notna(i) and tasks.get(int(i)) != sample
+                              for i, sample in zip(ids, previous["sample_id"], strict=True)],
+                             dtype=bool)]
     for task_id, rows in gone.groupby("task_id", sort=True):
         problems.append(f"task {task_id} is gone from Label Studio; its {len(rows)} "
                         "decision(s) are kept from the previous snapshot")
@@ -158,7 +165,8 @@ def main() -> None:
     decided = decide(answers, pp.consensus, pp.min_confidence,
                      left_out=quality.index[quality["flagged"]],
                      label_accuracy=pp.label_accuracy)
-    kept = carried_over(previous, {t["id"] for t in exported}, problems)
+    kept = carried_over(previous, {t["id"]: (t.get("data") or {}).get("sample_id")
+                                   for t in exported}, problems)
     gold = gold_tasks(exported)
     if gold[1]:
         problems.append(f"{len(gold[1])} of {gold[0]} gold task(s) have no answer yet (tasks "

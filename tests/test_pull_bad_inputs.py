@@ -29,11 +29,24 @@ def snapshot(*task_ids: int) -> pd.DataFrame:
 @pytest.mark.bad_input(stage="pull", kind="relabel")
 def test_a_task_deleted_in_label_studio_keeps_its_decisions():
     problems: list[str] = []
-    kept = carried_over(snapshot(3, 4, 5), task_ids={3, 5}, problems=problems)
+    now = {t: f"photo1_image{t:04d}" for t in (3, 5)}  # the project's tasks: id -> sketch
+    kept = carried_over(snapshot(3, 4, 5), tasks=now, problems=problems)
     assert kept["task_id"].tolist() == ["4"] and kept["label"].tolist() == ["without_earring"]
     assert problems == ["task 4 is gone from Label Studio; its 1 decision(s) are kept from the "
                         "previous snapshot"]
-    assert carried_over(snapshot(3), {3}, []).empty
+    assert carried_over(snapshot(3), now, []).empty
+    assert carried_over(snapshot(), now, []).empty  # the first pull: no snapshot yet
+
+
+@pytest.mark.bad_input(stage="pull", kind="relabel")
+def test_a_deleted_tasks_id_given_to_a_new_task_still_keeps_its_decisions():
+    # Label Studio on sqlite: task 5, the newest, deleted; the next task imported is task 5 too
+    problems: list[str] = []
+    now = {3: "photo1_image0003", 5: "photo2_image0042"}
+    kept = carried_over(snapshot(3, 5), tasks=now, problems=problems)
+    assert kept["task_id"].tolist() == ["5"] and kept["sample_id"].tolist() == ["photo1_image0005"]
+    assert problems == ["task 5 is gone from Label Studio; its 1 decision(s) are kept from the "
+                        "previous snapshot"]
 
 
 @pytest.mark.bad_input(stage="pull", kind="relabel")

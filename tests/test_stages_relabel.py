@@ -244,17 +244,17 @@ def test_several_annotators_gold_and_what_goes_wrong_in_a_real_project(loop):
 
     # what goes wrong: a task deleted in Label Studio, an account removed, a gold task nobody
     # answered; each said, no decision lost
-    # the new task first: Label Studio on sqlite gives the next task the highest id again once
-    # the task holding it is deleted, and a decision is matched to its task by id
-    unanswered = ls.import_tasks(client, project, [{
-        "data": {**tasks[0]["data"], "sample_id": tasks[0]["data"]["sample_id"]},
-        "meta": {"gold": {a: truth(tasks[0]["data"]["sample_id"], a)
-                          for a in tasks[0]["data"]["questions"]}}}])
     decided_task = int(snap.loc[snap["status"] == "decided", "task_id"].iloc[0])
     kept = snap[snap["task_id"] == str(decided_task)]
     client.sdk.tasks.delete(str(decided_task))
     users = {u.email: u.id for u in client.sdk.users.list()}
     client.sdk.users.delete(users["careless@example.com"])
+    # imported after the deletion: on sqlite it may get the deleted task's id (pull tells them
+    # apart by their sketch)
+    unanswered = ls.import_tasks(client, project, [{
+        "data": {**tasks[0]["data"], "sample_id": tasks[0]["data"]["sample_id"]},
+        "meta": {"gold": {a: truth(tasks[0]["data"]["sample_id"], a)
+                          for a in tasks[0]["data"]["questions"]}}}])
     pulled = run(["python", "-m", "pipeline.pull"], repo, env=env)
     assert f"task {decided_task} is gone from Label Studio" in pulled.stderr
     assert "account removed since" in pulled.stderr
