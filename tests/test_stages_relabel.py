@@ -249,12 +249,12 @@ def test_several_annotators_gold_and_what_goes_wrong_in_a_real_project(loop):
     client.sdk.tasks.delete(str(decided_task))
     users = {u.email: u.id for u in client.sdk.users.list()}
     client.sdk.users.delete(users["careless@example.com"])
-    # imported after the deletion: on sqlite it may get the deleted task's id (pull tells them
-    # apart by their sketch)
+    # imported after the deletion, of another sketch: on sqlite it may get the deleted task's
+    # id (pull tells them apart by their sketch)
+    other = next(t["data"] for t in tasks if t["data"]["sample_id"] not in set(kept["sample_id"]))
     unanswered = ls.import_tasks(client, project, [{
-        "data": {**tasks[0]["data"], "sample_id": tasks[0]["data"]["sample_id"]},
-        "meta": {"gold": {a: truth(tasks[0]["data"]["sample_id"], a)
-                          for a in tasks[0]["data"]["questions"]}}}])
+        "data": other,
+        "meta": {"gold": {a: truth(other["sample_id"], a) for a in other["questions"]}}}])
     pulled = run(["python", "-m", "pipeline.pull"], repo, env=env)
     assert f"task {decided_task} is gone from Label Studio" in pulled.stderr
     assert "account removed since" in pulled.stderr
