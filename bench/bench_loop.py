@@ -9,7 +9,7 @@ questions at the same number of questions, on synthetic FS2K whose label noise c
     python bench/bench_loop.py --careful --crossfit folds --plot-only
         # redraw docs/images/relabel_loop.png
     [--rounds 3] [--seeds 0 1 2] [--arms select cleanlab random select-val] [--work DIR]
-    [--crossfit features|folds: default params.yaml's crossfit.method]
+    [--crossfit features|folds|both: default params.yaml's crossfit.method]
     [--out FILE.json: default bench/results/loop_careful.json, with --careful, else loop_lazy.json;
      loop_careful_features.json etc. when the crossfit method is not folds]
 

@@ -61,7 +61,7 @@ def check_not_edited(pp: PullParams, recorded: dict[str, Any] | None = None) -> 
                          f"restore the file (git checkout {pp.snapshot})")
 
 
-def carried_over(previous: pd.DataFrame, tasks: Mapping[int, Any], problems: list[str]
+def carried_over(previous: pd.DataFrame, tasks: Mapping[int, str | None], problems: list[str]
                  ) -> pd.DataFrame:
     """The previous snapshot's rows whose task is gone from Label Studio, kept (and said).
 
