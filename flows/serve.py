@@ -12,9 +12,11 @@ Parameters of every deployment: `repo` (the repository, default: where this was 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from prefect import serve
+from prefect import Flow, serve
 from prefect.schedules import Cron
 
 from esgar.log import configure
@@ -25,23 +27,41 @@ from flows.retrain import retrain
 from flows.settings import load_settings
 from flows.stages import in_repo
 
-__all__ = ["deployments"]
+__all__ = ["Spec", "deployments", "specs"]
 
 
-def deployments(repo: str | Path = ".", params: str = "params.yaml") -> list:
-    """The three deployments, for `prefect.serve`."""
+@dataclass(frozen=True)
+class Spec:
+    """One deployment: its flow, the flow's entrypoint in the repository (for a work pool) and
+    the keyword arguments of `to_deployment` / `deploy`."""
+
+    flow: Flow
+    entrypoint: str
+    options: dict[str, Any]
+
+
+def specs(repo: str | Path = ".", params: str = "params.yaml") -> tuple[str, list[Spec]]:
+    """The deployments' name (`flows.deployment`) and the three flows with their options."""
     with in_repo(repo) as root:
         s = load_settings(params).flows
     parameters = {"repo": str(root), "params": params}
     schedules = [Cron(s.retrain_cron, timezone=s.timezone)] if s.retrain_cron else []
     common = {"parameters": parameters, "concurrency_limit": 1, "tags": ["esgar"]}
-    return [
-        retrain.to_deployment(s.deployment, schedules=schedules, **common,
-                              description="pull -> dvc repro -> register -> promote by policy"),
-        relabel_round.to_deployment(s.deployment, **common,
-                                    description="crossfit -> select -> push to Label Studio"),
-        loop.to_deployment(s.deployment, **common, description="retrain, then relabel_round"),
+    return s.deployment, [
+        Spec(retrain, "flows/retrain.py:retrain", {
+            **common, "schedules": schedules,
+            "description": "pull -> dvc repro -> register -> promote by policy"}),
+        Spec(relabel_round, "flows/relabel.py:relabel_round", {
+            **common, "description": "crossfit -> select -> push to Label Studio"}),
+        Spec(loop, "flows/loop.py:loop", {
+            **common, "description": "retrain, then relabel_round"}),
     ]
+
+
+def deployments(repo: str | Path = ".", params: str = "params.yaml") -> list:
+    """The three deployments, for `prefect.serve`."""
+    name, found = specs(repo, params)
+    return [s.flow.to_deployment(name, **s.options) for s in found]
 
 
 def main() -> None:

@@ -6,6 +6,9 @@
 #   scripts/prefect.sh status   running or not, with its API URL (exit status 3: not running)
 #   scripts/prefect.sh serve    serve the deployments (python -m flows.serve, in the
 #                               foreground) on that server; further arguments go to it
+#   scripts/prefect.sh worker   a worker of the flows' work pool (python -m flows.worker, in the
+#                               foreground; the pool is created when missing), for deployments
+#                               made by python -m flows.deploy; further arguments go to it
 #
 # Everything Prefect writes (its database, settings, this script's pid file and log) is in
 # PREFECT_HOME (default .prefect in the repository), never in the home directory. Settings come
@@ -43,8 +46,8 @@ config() {
   START_CHECKS=check_venv BEFORE_LAUNCH=prepare
 }
 
-# The deployments, served in the foreground on PREFECT_API_URL: the local server's when unset.
-serve() {
+# PREFECT_API_URL: the local server's API when unset.
+client_api() {
   config
   [ -x "$VENV/bin/python" ] || die "no $VENV; run: scripts/setup.sh"
   if [ -z "${PREFECT_API_URL:-}" ]; then
@@ -53,9 +56,22 @@ serve() {
     PREFECT_API_URL=$(local_url "$(running_port)")/api
     export PREFECT_API_URL
   fi
+}
+
+# The deployments, served in the foreground.
+serve() {
+  client_api
   say "serving the deployments on $PREFECT_API_URL"
   exec "$VENV/bin/python" -m flows.serve "$@"
 }
 
+# A worker of the work pool, in the foreground: it runs the flow runs of deployments made by
+# python -m flows.deploy, each in a process.
+worker() {
+  client_api
+  say "a worker for the flows' work pool on $PREFECT_API_URL"
+  exec "$VENV/bin/python" -m flows.worker "$@"
+}
+
 load_env_file "${PREFECT_ENV_FILE:-.env}"
-service_main "start|stop|status|serve [flows.serve arguments]" "$@"
+service_main "start|stop|status|serve|worker [flows.serve or flows.worker arguments]" "$@"

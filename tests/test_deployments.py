@@ -218,6 +218,65 @@ def test_served_deployment_runs_and_annotations_start_retrain(repo, prefect_serv
     assert versions[1].tags["train_run_id"] != versions[0].tags["train_run_id"]
 
 
+def test_a_worker_runs_the_pool_deployments_one_run_at_a_time(repo, prefect_server, tmp_path):
+    """`python -m flows.deploy` in the checkout, `scripts/prefect.sh worker` in another process,
+    two runs of retrain asked for at once from a third: the worker runs both, one after the
+    other (the deployment's concurrency of one holds on the pool), each with its registry
+    decision (the second has nothing new)."""
+    api, client_env = prefect_server
+    set_params(repo, registry={"model_name": "t-pool"}, flows={"work_pool": "t-pool"})
+    commit_all(repo, "work pool test settings")
+    env = {**stage_env(), **client_env, "ESGAR_VENV": str(VENV_BIN.parent),
+           "PREFECT_ENV_FILE": os.devnull, "PREFECT_WORKER_QUERY_SECONDS": "2",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    deployed = run(["python", "-m", "flows.deploy"], repo, env=env, timeout=120)
+    assert "to work pool 't-pool'" in deployed.stdout, deployed.stdout[-2000:]
+    pool = httpx.get(f"{api}/work_pools/t-pool", timeout=5).json()
+    assert pool["type"] == "process"
+    for _ in range(2):  # from another process, before any worker polls: both wait in the pool
+        run(["prefect", "deployment", "run", DEPLOYMENT], tmp_path, env=client_env, timeout=60)
+    worker_log = tmp_path / "worker.log"
+    with open(worker_log, "w") as out:
+        worker = subprocess.Popen([str(repo / "scripts/prefect.sh"), "worker"], cwd=repo,
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def finished():
+            runs = flow_runs(api)
+            done = [r for r in runs if r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED")]
+            return runs if len(runs) == 2 and len(done) == 2 else None
+        runs = wait_for("two retrain runs by the worker", finished, 600, [worker_log])
+    finally:
+        stop(worker)
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED"] * 2, runs
+    assert all(r["work_pool_name"] == "t-pool" for r in runs)
+    first, second = sorted(runs, key=lambda r: r["start_time"])
+    assert second["start_time"] >= first["end_time"], "the two runs overlapped"
+    versions = reg.list_versions(reg.client(), "t-pool")
+    assert [v.tags["decision"] for v in versions] == ["first champion"]
+    # each run left its decision: the second found nothing new to register
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={}, timeout=5).json()
+    decided = {a["flow_run_id"]: a["description"] for a in artifacts
+               if a["key"] == "retrain-decision"}
+    assert [decided.get(r["id"]) for r in (first, second)] == [
+        "t-pool v1: first champion", "t-pool v1: none"], artifacts
+
+
+@pytest.mark.bad_input(stage="flows", kind="service")
+def test_a_pool_of_another_type_is_refused_in_one_line(idle_prefect_server, tmp_path):
+    api, client_env = idle_prefect_server
+    made = httpx.post(f"{api}/work_pools/", json={"name": "t-k8s", "type": "kubernetes"},
+                      timeout=5)
+    assert made.status_code == 201, made.text
+    env = {**stage_env(), **client_env}
+    for module in ("flows.deploy", "flows.worker"):
+        proc = run(["python", "-m", module, "--pool", "t-k8s"], REPO, env=env, check=False,
+                   timeout=120)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-3000:]
+        assert "'t-k8s' is of type 'kubernetes', not 'process'" in errors[0], errors[0]
+    assert deployments(api) == []
+
+
 @pytest.mark.bad_input(stage="webhook", kind="service")
 @pytest.mark.parametrize("where", ["unset", "closed", "silent"])
 def test_the_receiver_needs_label_studio(idle_prefect_server, tmp_path, silent_url, where):

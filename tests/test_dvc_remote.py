@@ -75,6 +75,7 @@ def test_a_second_clone_pulls_what_the_first_pushed_and_reruns_nothing(repo, tmp
     assert not run(["git", "status", "--porcelain"], second).stdout.strip()
 
 
+@pytest.mark.bad_input(stage="remote", kind="service")
 @pytest.mark.parametrize("where", ["closed port", "silent server"])
 def test_an_unreachable_remote_fails_push_cleanly_and_keeps_the_cache(repo, tmp_path, where):
     """A remote host that refuses, or accepts and never answers (DVC retries a silent one a few

@@ -69,9 +69,9 @@ def assert_untouched(repo) -> None:
 
 
 BAD_SETTINGS = {"registry": {"policy.confidence": 1.5, "model_name": "no spaces allowed"},
-                "flows": {"retrain_cron": "every monday"}}
-SETTINGS_WORDS = ("3 problems", "registry.policy.confidence", "registry.model_name",
-                  "not a cron expression")
+                "flows": {"retrain_cron": "every monday", "work_pool": "two words"}}
+SETTINGS_WORDS = ("4 problems", "registry.policy.confidence", "registry.model_name",
+                  "not a cron expression", "flows.work_pool")
 
 
 @pytest.mark.bad_input(stage="flows", kind="params")
@@ -85,7 +85,7 @@ def test_bad_settings_are_listed_before_any_work(repo):
 
 @pytest.mark.bad_input(stage="flows", kind="params")
 @pytest.mark.parametrize("module", ["flows.relabel", "flows.loop", "flows.serve",
-                                    "flows.webhook"])
+                                    "flows.webhook", "flows.deploy", "flows.worker"])
 def test_every_flow_command_checks_the_settings(repo, module, flow_main):
     set_params(repo, **BAD_SETTINGS)
     proc, _ = flow_main(repo, module, {"PREFECT_API_URL": "http://127.0.0.1:9/api"})
@@ -126,10 +126,12 @@ def test_relabel_with_label_studio_down_stops_before_any_stage(repo, flow_main):
 
 @pytest.mark.bad_input(stage="flows", kind="service")
 @pytest.mark.parametrize("where", ["unset", "closed", "silent"])
-def test_serve_needs_a_prefect_server(repo, flow_main, where, silent_url):
+@pytest.mark.parametrize("module", ["flows.serve", "flows.deploy", "flows.worker"])
+def test_serving_deploying_and_working_need_a_prefect_server(repo, flow_main, module, where,
+                                                            silent_url):
     url = {"unset": "", "closed": f"http://127.0.0.1:{free_port()}/api",
            "silent": f"{silent_url}/api"}[where]
-    proc, seconds = flow_main(repo, "flows.serve", {"PREFECT_API_URL": url})
+    proc, seconds = flow_main(repo, module, {"PREFECT_API_URL": url})
     words = {"unset": "PREFECT_API_URL is not set", "closed": "cannot connect",
              "silent": "no answer within 5 s"}[where]
     assert_one_line(proc, words, "scripts/prefect.sh start")

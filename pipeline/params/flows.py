@@ -41,6 +41,7 @@ class WebhookParams(Section):
 
 class FlowParams(Section):
     deployment: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
+    work_pool: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
     retrain_cron: str
     timezone: str
     target: Annotated[str, Field(min_length=1)]
