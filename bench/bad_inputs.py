@@ -66,7 +66,8 @@ def main() -> int:
     print("\n| stage | " + " | ".join(kinds) + " | cases |")
     print("|---|" + "---|" * (len(kinds) + 1))
     for stage in ("pull", "download", "prepare", "masks", "train", "evaluate", "crossfit",
-                  "select", "push", "flows", "webhook", "predict", "remote", "all"):
+                  "select", "push", "flows", "webhook", "predict", "remote", "services",
+                  "all"):
         if stage in by_stage:
             c = by_stage[stage]
             print(f"| `{stage}` | " + " | ".join(str(c[k] or "") for k in kinds)

@@ -28,6 +28,7 @@
 #                      (its folders, its environment)
 #   AFTER_HEALTH       a function run with the server's pid once it answers health (checks of
 #                      its own, failing with fail_start)
+#   STOP_SIGNAL        the signal `stop` sends first (default TERM)
 #   WAIT               the function that waits for a server without an HTTP health check,
 #                      given its pid (default wait_health); exit status 0 ready, 2 the process
 #                      ended, 3 no answer within START_TIMEOUT s
@@ -59,6 +60,9 @@ load_env_file() {
     [ -n "${!key+x}" ] || export "$key=$value"
   done <"$file"
 }
+
+# URL $1 with its password, if any, as ***.
+redact_url() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 
 abspath() { case $1 in /*) echo "$1" ;; *) echo "$ROOT/$1" ;; esac; }
 
@@ -128,10 +132,11 @@ say_clients() {
   [ -z "${CLIENT_VAR:-}" ] || say "clients${2:+ ($2)}: export $CLIENT_VAR=$1${CLIENT_PATH:-}"
 }
 
-# SIGTERM to the server's whole process group, SIGKILL after STOP_WAIT_S seconds.
+# STOP_SIGNAL (default SIGTERM) to the server's whole process group, SIGKILL after STOP_WAIT_S
+# seconds.
 stop_group() {
   local pgid=$1 i
-  kill -TERM -- "-$pgid" 2>/dev/null || true
+  kill -"${STOP_SIGNAL:-TERM}" -- "-$pgid" 2>/dev/null || true
   for ((i = 0; i < STOP_WAIT_S * 10; i++)); do
     group_alive "$pgid" || return 0
     sleep 0.1

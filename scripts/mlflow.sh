@@ -43,7 +43,7 @@ config() {
     --backend-store-uri "$STORE" --serve-artifacts --artifacts-destination "$ARTIFACTS")
   SERVER_MATCH="mlflow server"
   HEALTH_URL=$URL/health HEALTH_BODY=OK
-  START_INFO="store $STORE, artifacts $ARTIFACTS" RUNNING_INFO="the UI is there too"
+  START_INFO="store $(redact_url "$STORE"), artifacts $ARTIFACTS" RUNNING_INFO="the UI is there too"
   CLIENT_VAR=MLFLOW_TRACKING_URI CLIENT_WHO="the stages, mlflow"
   START_CHECKS=check_venv BEFORE_LAUNCH=prepare
 }

@@ -1,0 +1,172 @@
+"""PostgreSQL behind the services, live: `scripts/postgres.sh` starts a server on 127.0.0.1
+with a database per service; MLflow's server (`scripts/mlflow.sh`) and Prefect's
+(`scripts/prefect.sh`) run on it, a model trained by the stages is registered and decided
+through them; Label Studio (`scripts/labelstudio.sh`) keeps its tasks and answers there."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from esgar import schema
+from esgar.active.tasks import build_tasks
+from esgar.integrations import labelstudio as ls
+from esgar.integrations import registry as reg
+from tests.helpers import REPO, VENV_BIN, commit_all, free_port, in_ci, run, set_params
+from tests.labelstudio import LABEL_CONFIG, MIGRATE_S, TO_NAME, TOKEN, run_script, script_env
+
+pytestmark = pytest.mark.slow
+HAS_POSTGRES = shutil.which("postgres") or list(Path("/usr/lib/postgresql").glob("*/bin"))
+
+
+@contextlib.contextmanager
+def service(script: str, env: dict[str, str]) -> Iterator[subprocess.CompletedProcess]:
+    """`scripts/SCRIPT start` with `env`, stopped after the block."""
+    started = run([str(REPO / "scripts" / script), "start"], REPO, env=env, timeout=300)
+    try:
+        yield started
+    finally:
+        run([str(REPO / "scripts" / script), "stop"], REPO, env=env, check=False, timeout=60)
+
+
+@pytest.fixture
+def postgres() -> Iterator[dict[str, str]]:
+    """A PostgreSQL server of the test's own; yields the settings `urls` prints."""
+    if not HAS_POSTGRES:
+        if in_ci():
+            pytest.fail("no PostgreSQL server on this machine (apt-get install postgresql)")
+        pytest.skip("no PostgreSQL server on this machine (apt-get install postgresql)")
+    # not under pytest's temporary folder: as root the server runs as `postgres`, which must
+    # reach its data folder (pytest's folders are private to root)
+    folder = Path(tempfile.mkdtemp(prefix="esgar-pg-"))
+    folder.chmod(0o755)
+    env = {"POSTGRES_DIR": str(folder / "pg"), "POSTGRES_PORT": str(free_port()),
+           "POSTGRES_ENV_FILE": os.devnull, "ESGAR_VENV": str(VENV_BIN.parent)}
+    try:
+        with service("postgres.sh", env) as started:
+            for db in ("mlflow", "prefect", "labelstudio"):
+                assert f"created database {db}" in started.stdout, started.stdout
+            urls = run([str(REPO / "scripts/postgres.sh"), "urls"], REPO, env=env).stdout
+            settings = dict(line.split("=", 1) for line in urls.splitlines())
+            assert "***" not in urls and settings["POSTGRE_PORT"] == env["POSTGRES_PORT"]
+            yield {**env, **settings}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sql(pg: dict[str, str], database: str, query: str) -> str:
+    return run(["psql", "-X", "-t", "-A", "-h", "127.0.0.1", "-p", pg["POSTGRES_PORT"], "-U",
+                "esgar", "-d", database, "-c", query], REPO,
+               env={"PGPASSWORD": pg["POSTGRE_PASSWORD"]}).stdout.strip()
+
+
+def test_mlflow_and_prefect_on_postgres_register_and_decide_a_trained_model(postgres, repo,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    pg = postgres
+    mlflow_env = {"MLFLOW_PORT": str(free_port()), "MLFLOW_ENV_FILE": os.devnull,
+                  "MLFLOW_SERVICE_DIR": str(tmp_path / "mlflow"),
+                  "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "mlartifacts"),
+                  "MLFLOW_BACKEND_STORE_URI": pg["MLFLOW_BACKEND_STORE_URI"],
+                  "ESGAR_VENV": str(VENV_BIN.parent)}
+    prefect_env = {"PREFECT_PORT": str(free_port()), "PREFECT_ENV_FILE": os.devnull,
+                   "PREFECT_HOME": str(tmp_path / "prefect"),
+                   "PREFECT_API_DATABASE_CONNECTION_URL":
+                       pg["PREFECT_API_DATABASE_CONNECTION_URL"],
+                   "ESGAR_VENV": str(VENV_BIN.parent)}
+    set_params(repo, registry={"model_name": "t-pg"})
+    commit_all(repo, "postgres test settings")
+    with service("mlflow.sh", mlflow_env) as ml, service("prefect.sh", prefect_env):
+        assert pg["POSTGRE_PASSWORD"] not in ml.stdout  # the store's URL is shown redacted
+        clients = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_env['MLFLOW_PORT']}",
+                   "PREFECT_API_URL": f"http://127.0.0.1:{prefect_env['PREFECT_PORT']}/api",
+                   "PREFECT_HOME": prefect_env["PREFECT_HOME"]}
+        # the model trained again, logged through the server, then the retrain flow on
+        # Prefect's server: registered and decided in MLflow's registry on PostgreSQL
+        run(["dvc", "repro", "--force", "--single-item", "train"], repo, env=clients)
+        flow = run(["python", "-m", "flows.retrain"], repo, env=clients, timeout=600)
+        assert '"decision": "first champion"' in flow.stdout, flow.stdout[-3000:]
+        runs = httpx.post(f"{clients['PREFECT_API_URL']}/flow_runs/filter", json={},
+                          timeout=10).json()
+        assert [r["state"]["type"] for r in runs] == ["COMPLETED"]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", clients["MLFLOW_TRACKING_URI"])
+        champion = reg.get_alias(reg.client(), "t-pg", reg.CHAMPION)
+        assert champion is not None and champion.tags["decision"] == "first champion"
+    # the rows are in PostgreSQL, not in a sqlite file beside them
+    assert sql(pg, "mlflow", "SELECT name FROM registered_models") == "t-pg"
+    assert sql(pg, "mlflow", "SELECT count(*) FROM runs WHERE status = 'FINISHED'") != "0"
+    assert sql(pg, "prefect", "SELECT count(*) FROM flow_run") == "1"
+    assert not (Path(prefect_env["PREFECT_HOME"]) / "prefect.db").exists()
+
+
+def test_label_studio_on_postgres_keeps_tasks_and_answers_there(postgres, tmp_path):
+    """Label Studio started by its script with the six settings `urls` prints: the adapter's
+    calls that push and pull make (project, tasks, an answer, the export) work unchanged, and
+    the rows are in PostgreSQL."""
+    pg = postgres
+    data_dir = tmp_path / "ls"
+    env = {**script_env(data_dir, free_port(), tmp_path),
+           **{k: pg[k] for k in ("DJANGO_DB", "POSTGRE_NAME", "POSTGRE_USER",
+                                 "POSTGRE_PASSWORD", "POSTGRE_HOST", "POSTGRE_PORT")}}
+    started = run_script("start", env, timeout=MIGRATE_S + 60)
+    assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    try:
+        server = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
+        labels = {a.name: a.classes[0] for a in schema.ATTRIBUTES}
+        manifest = pd.DataFrame({"task": [0], "sample_id": ["s1"], "attribute": ["earring"],
+                                 "score": [0.5]})
+        urls = dict.fromkeys(("sketch", "photo", "overlay"), "/data/local-files/?d=x.png")
+        tasks = build_tasks(manifest, {"s1": labels}, {"s1": labels}, lambda sid: urls, "t")
+        answer = {**labels, "earring": schema.BY_NAME["earring"].classes[1]}
+        with ls.connect(server) as client:
+            project = ls.ensure_project(client, "postgres test", LABEL_CONFIG)
+            [task] = ls.import_tasks(client, project, tasks)
+            ls.annotate(client, task, ls.choices_result(answer, TO_NAME), lead_time=3.0)
+            exported, problems = ls.export_annotations(client, project)
+        assert problems == [] and [t["id"] for t in exported] == [task]
+        result = exported[0]["annotations"][0]["result"]
+        assert ls.choices_answers(result)["earring"] == [answer["earring"]]
+    finally:
+        stopped = run_script("stop", env, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+    assert sql(pg, "labelstudio", "SELECT count(*) FROM task") == "1"
+    assert sql(pg, "labelstudio", "SELECT count(*) FROM task_completion") == "1"
+    assert not list(data_dir.glob("*.sqlite3"))
+
+
+@pytest.mark.bad_input(stage="services", kind="params")
+@pytest.mark.parametrize("case", ["port", "bin", "foreign data", "urls not running"])
+def test_postgres_script_mistakes_are_one_line_and_lose_nothing(tmp_path, case):
+    folder = tmp_path / "pg"
+    env = {"POSTGRES_DIR": str(folder), "POSTGRES_PORT": str(free_port()),
+           "POSTGRES_ENV_FILE": os.devnull, "ESGAR_VENV": str(VENV_BIN.parent)}
+    command, words = "start", []
+    if case == "port":
+        env["POSTGRES_PORT"], words = "54x", ["POSTGRES_PORT='54x' is not a port number"]
+    elif case == "bin":
+        env["POSTGRES_BIN"], words = str(tmp_path), [f"POSTGRES_BIN={tmp_path} holds no"]
+    elif case == "foreign data":
+        (folder / "data").mkdir(parents=True)
+        (folder / "data/notes.txt").write_text("mine")
+        words = ["is not empty and holds no PostgreSQL data"]
+    else:
+        command, words = "urls", ["not running", "scripts/postgres.sh start"]
+    if case != "bin" and not HAS_POSTGRES:
+        pytest.skip("no PostgreSQL server on this machine")
+    proc = run([str(REPO / "scripts/postgres.sh"), command], REPO, env=env, check=False,
+               timeout=60)
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stdout + proc.stderr
+    assert all(w in errors[0] for w in words), errors[0]
+    if case == "foreign data":
+        assert (folder / "data/notes.txt").read_text() == "mine"
+        assert sorted(p.name for p in (folder / "data").iterdir()) == ["notes.txt"]
