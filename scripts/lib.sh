@@ -88,15 +88,12 @@ alive() {
   [ "${stat%% *}" != Z ]
 }
 
-# True while any live process is in process group $1.
+# True while any live process is in process group $1. One read of every /proc/PID/stat (a
+# process may end meanwhile): fields after the command's ") " are state, ppid, pgrp.
 group_alive() {
-  local f stat fields
-  for f in /proc/[0-9]*/stat; do
-    stat=$(cat "$f" 2>/dev/null) || continue
-    read -ra fields <<<"${stat##*) }" # state ppid pgrp ...
-    [ "${fields[2]}" = "$1" ] && [ "${fields[0]}" != Z ] && return 0
-  done
-  return 1
+  cat /proc/[0-9]*/stat 2>/dev/null \
+    | awk -v g="$1" '{ sub(/.*\) /, "") } $3 == g && $1 != "Z" { found = 1; exit }
+                     END { exit !found }'
 }
 
 # The pid of the server PID_FILE names if it is running and its command line contains

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,3 +171,31 @@ def test_postgres_script_mistakes_are_one_line_and_lose_nothing(tmp_path, case):
     if case == "foreign data":
         assert (folder / "data/notes.txt").read_text() == "mine"
         assert sorted(p.name for p in (folder / "data").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.bad_input(stage="train", kind="service")
+def test_postgres_stopped_under_mlflow_stops_the_stage_before_training(postgres, repo,
+                                                                         tmp_path):
+    """The MLflow server still answers /health with its database gone: the stage's check of
+    the store fails in one line, within its timeout, before any training; the model as it
+    was."""
+    pg = postgres
+    env = {"MLFLOW_PORT": str(free_port()), "MLFLOW_ENV_FILE": os.devnull,
+           "MLFLOW_SERVICE_DIR": str(tmp_path / "mlflow"),
+           "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "mlartifacts"),
+           "MLFLOW_BACKEND_STORE_URI": pg["MLFLOW_BACKEND_STORE_URI"],
+           "ESGAR_VENV": str(VENV_BIN.parent)}
+    model = repo / "models/esgar"
+    before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()}
+    with service("mlflow.sh", env):
+        run([str(REPO / "scripts/postgres.sh"), "stop"], REPO, env=pg)
+        started = time.monotonic()
+        proc = run(["python", "-m", "pipeline.train"], repo, check=False, timeout=120,
+                   env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{env['MLFLOW_PORT']}"})
+        seconds = time.monotonic() - started
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-3000:]
+    assert "the server answers /health but" in errors[0], errors[0]
+    assert "backend store" in errors[0] and pg["POSTGRE_PASSWORD"] not in proc.stderr
+    assert seconds < 60, f"took {seconds:.0f} s"
+    assert {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} == before

@@ -56,6 +56,8 @@ CHECK_TIMEOUT_S = 5.0  # connect and read timeout of each request `check_trackin
 STORE_TIMEOUT_S = 60.0  # opening a database store; creating a new sqlite one takes ~7 s
 _SERVER_HINT = ("start the server, or unset MLFLOW_TRACKING_URI to log to sqlite:///mlflow.db "
                 "in the repository")
+_STORE_HINT = ("check the server's backend store (its database: e.g. scripts/postgres.sh status) "
+               "and its log")
 _log = logging.getLogger(__name__)
 
 
@@ -101,22 +103,32 @@ def _check_server(uri: str, timeout: float) -> None:
     try:
         health = bounded(lambda: requests.get(f"{base}/health", timeout=(timeout, timeout),
                                               verify=creds.verify), timeout, "GET /health")
-        if health.status_code != 200:
-            raise _unavailable(uri, f"HTTP {health.status_code} from /health")
-        api = bounded(lambda: http_request(
-            creds, endpoint, "GET", params={"max_results": 1}, max_retries=0, backoff_factor=0,
-            backoff_jitter=0, timeout=(timeout, timeout), raise_on_status=False),
-            timeout, endpoint)
     except TimeoutError:
         raise _unavailable(uri, f"no answer within {timeout:g} s") from None
     except (requests.RequestException, MlflowException) as e:
         _log.debug("tracking check of %s failed", uri, exc_info=True)
         raise _unavailable(uri, _connection_failure(e, timeout)) from None
+    if health.status_code != 200:
+        raise _unavailable(uri, f"HTTP {health.status_code} from /health")
+    try:
+        api = bounded(lambda: http_request(
+            creds, endpoint, "GET", params={"max_results": 1}, max_retries=0, backoff_factor=0,
+            backoff_jitter=0, timeout=(timeout, timeout), raise_on_status=False),
+            timeout, endpoint)
+    except (TimeoutError, requests.RequestException, MlflowException) as e:
+        # the server is up; what hangs or fails behind it is usually its store
+        what = (f"no answer within {timeout:g} s" if isinstance(e, TimeoutError)
+                else _connection_failure(e, timeout))
+        raise _unavailable(uri, f"the server answers /health but {endpoint}: {what}",
+                           _STORE_HINT) from None
     if api.status_code in (401, 403):
         raise _unavailable(uri, f"HTTP {api.status_code} from {endpoint}",
                            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
                            "MLFLOW_TRACKING_TOKEN), or unset MLFLOW_TRACKING_URI to log to "
                            "sqlite:///mlflow.db in the repository")
+    if api.status_code >= 500:
+        raise _unavailable(uri, f"the server answers /health but HTTP {api.status_code} from "
+                           f"{endpoint}", _STORE_HINT)
     if api.status_code != 200:
         raise _unavailable(uri, f"HTTP {api.status_code} from {endpoint} (is it MLflow?)")
 
