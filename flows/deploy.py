@@ -29,7 +29,7 @@ from flows.serve import specs
 from flows.settings import load_settings
 from flows.stages import in_repo
 
-__all__ = ["deploy_to_pool", "ensure_pool", "pool_name"]
+__all__ = ["POOL_TYPE", "PoolMismatch", "deploy_to_pool", "ensure_pool", "pool_name"]
 
 POOL_TYPE = "process"
 
