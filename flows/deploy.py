@@ -29,7 +29,8 @@ from flows.serve import specs
 from flows.settings import load_settings
 from flows.stages import in_repo
 
-__all__ = ["POOL_TYPE", "PoolMismatch", "deploy_to_pool", "ensure_pool", "pool_name"]
+__all__ = ["POOL_TYPE", "PoolMismatch", "deploy_to_pool", "ensure_pool", "pool_command",
+           "pool_name"]
 
 POOL_TYPE = "process"
 
@@ -80,16 +81,25 @@ def deploy_to_pool(repo: str | Path = ".", params: str = "params.yaml",
     return [f"{s.flow.name}/{name}" for s in found]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+def pool_command(description: str, parser_hook=None) -> tuple[argparse.Namespace, str]:
+    """The command line of deploy and worker (`--repo`, `--params`, `--pool`, and what
+    `parser_hook(parser)` adds), then the settings and the server checked: (arguments, pool)."""
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", help="the repository (default: here)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--pool", help="the work pool (default: params.yaml's flows.work_pool)")
+    if parser_hook is not None:
+        parser_hook(parser)
     args = parser.parse_args()
     configure()
     pool = args.pool or pool_name(args.repo, args.params)  # the settings first, then the server
     check_prefect()
+    return args, pool
+
+
+def main() -> None:
+    args, pool = pool_command(__doc__)
     names = deploy_to_pool(args.repo, args.params, pool)
     print(f"deployed {', '.join(names)} to work pool {pool!r}; run them with a worker: "
           "scripts/prefect.sh worker")

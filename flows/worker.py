@@ -6,27 +6,17 @@ worker start` (e.g. `-- --limit 1`).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from esgar.log import configure
-from flows.cli import check_prefect, run_cli
-from flows.deploy import POOL_TYPE, ensure_pool, pool_name
+from flows.cli import run_cli
+from flows.deploy import POOL_TYPE, ensure_pool, pool_command
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", default=".", help="the repository (default: here)")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--pool", help="the work pool (default: params.yaml's flows.work_pool)")
-    parser.add_argument("worker_args", nargs="*", help="after --: for `prefect worker start`")
-    args = parser.parse_args()
-    configure()
-    pool = args.pool or pool_name(args.repo, args.params)  # the settings first, then the server
-    check_prefect()
+    args, pool = pool_command(__doc__, lambda p: p.add_argument(
+        "worker_args", nargs="*", help="after --: for `prefect worker start`"))
     if ensure_pool(pool):
         print(f"created work pool {pool!r} ({POOL_TYPE})", file=sys.stderr)
     prefect = str(Path(sys.executable).with_name("prefect"))

@@ -27,14 +27,11 @@ def isolated(tmp_path: Path) -> dict[str, str]:
 
 
 def cached_outputs(repo: Path) -> list[str]:
-    """The paths of dvc.lock's outputs that DVC caches (those a remote carries)."""
+    """The paths of dvc.lock's outputs that DVC caches (those a remote carries, git does not)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    tracked = set(run(["git", "ls-files"], repo).stdout.splitlines())
     return sorted({o["path"] for s in lock["stages"].values() for o in s.get("outs", [])
-                   if (repo / o["path"]).exists() and not is_in_git(repo, o["path"])})
-
-
-def is_in_git(repo: Path, path: str) -> bool:
-    return bool(run(["git", "ls-files", path], repo).stdout.strip())
+                   if (repo / o["path"]).exists() and o["path"] not in tracked})
 
 
 def digest(folder: Path) -> str:

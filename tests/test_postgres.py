@@ -64,6 +64,15 @@ def postgres() -> Iterator[dict[str, str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def mlflow_on(pg: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """scripts/mlflow.sh's settings for a server of the test's own on `pg`'s mlflow database."""
+    return {"MLFLOW_PORT": str(free_port()), "MLFLOW_ENV_FILE": os.devnull,
+            "MLFLOW_SERVICE_DIR": str(tmp_path / "mlflow"),
+            "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "mlartifacts"),
+            "MLFLOW_BACKEND_STORE_URI": pg["MLFLOW_BACKEND_STORE_URI"],
+            "ESGAR_VENV": str(VENV_BIN.parent)}
+
+
 def sql(pg: dict[str, str], database: str, query: str) -> str:
     return run(["psql", "-X", "-t", "-A", "-h", "127.0.0.1", "-p", pg["POSTGRES_PORT"], "-U",
                 "esgar", "-d", database, "-c", query], REPO,
@@ -74,11 +83,7 @@ def test_mlflow_and_prefect_on_postgres_register_and_decide_a_trained_model(post
                                                                            tmp_path,
                                                                            monkeypatch):
     pg = postgres
-    mlflow_env = {"MLFLOW_PORT": str(free_port()), "MLFLOW_ENV_FILE": os.devnull,
-                  "MLFLOW_SERVICE_DIR": str(tmp_path / "mlflow"),
-                  "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "mlartifacts"),
-                  "MLFLOW_BACKEND_STORE_URI": pg["MLFLOW_BACKEND_STORE_URI"],
-                  "ESGAR_VENV": str(VENV_BIN.parent)}
+    mlflow_env = mlflow_on(pg, tmp_path)
     prefect_env = {"PREFECT_PORT": str(free_port()), "PREFECT_ENV_FILE": os.devnull,
                    "PREFECT_HOME": str(tmp_path / "prefect"),
                    "PREFECT_API_DATABASE_CONNECTION_URL":
@@ -180,11 +185,7 @@ def test_postgres_stopped_under_mlflow_stops_the_stage_before_training(postgres,
     the store fails in one line, within its timeout, before any training; the model as it
     was."""
     pg = postgres
-    env = {"MLFLOW_PORT": str(free_port()), "MLFLOW_ENV_FILE": os.devnull,
-           "MLFLOW_SERVICE_DIR": str(tmp_path / "mlflow"),
-           "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "mlartifacts"),
-           "MLFLOW_BACKEND_STORE_URI": pg["MLFLOW_BACKEND_STORE_URI"],
-           "ESGAR_VENV": str(VENV_BIN.parent)}
+    env = mlflow_on(pg, tmp_path)
     model = repo / "models/esgar"
     before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()}
     with service("mlflow.sh", env):
