@@ -29,9 +29,10 @@ def isolated(tmp_path: Path) -> dict[str, str]:
 def cached_outputs(repo: Path) -> list[str]:
     """The paths of dvc.lock's outputs that DVC caches (those a remote carries, git does not)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    tracked = set(run(["git", "ls-files"], repo).stdout.splitlines())
+    files = run(["git", "ls-files"], repo).stdout.splitlines()
+    tracked = set(files) | {str(d) for f in files for d in Path(f).parents}  # folders too
     return sorted({o["path"] for s in lock["stages"].values() for o in s.get("outs", [])
-                   if (repo / o["path"]).exists() and o["path"] not in tracked})
+                   if (repo / o["path"]).exists() and o["path"].rstrip("/") not in tracked})
 
 
 def digest(folder: Path) -> str:
