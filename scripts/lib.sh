@@ -89,9 +89,10 @@ alive() {
 }
 
 # True while any live process is in process group $1. One read of every /proc/PID/stat (a
-# process may end meanwhile): fields after the command's ") " are state, ppid, pgrp.
+# process may end meanwhile, and cat then fails: under pipefail that must not fail the check):
+# fields after the command's ") " are state, ppid, pgrp.
 group_alive() {
-  cat /proc/[0-9]*/stat 2>/dev/null \
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } \
     | awk -v g="$1" '{ sub(/.*\) /, "") } $3 == g && $1 != "Z" { found = 1; exit }
                      END { exit !found }'
 }
