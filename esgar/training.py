@@ -24,10 +24,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from esgar import schema
 from esgar.device import PRECISIONS, Precision, check_device, resolve_device, resolve_precision
+from esgar.distributed import Ranks
+from esgar.errors import ConfigError
 from esgar.forward import batched_logits
 from esgar.io import atomic_path
 from esgar.log import progress
@@ -120,15 +123,27 @@ def _worker_init(worker_id: int) -> None:
 
 
 def make_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
-                ) -> DataLoader:
+                ranks: Ranks | None = None) -> DataLoader:
     """Batches of `ds`, shuffled by a seeded generator when `shuffle` (training). A training
     epoch whose last batch would hold a single sketch drops it (a different one each epoch):
-    BatchNorm cannot train on a batch of one."""
+    BatchNorm cannot train on a batch of one.
+
+    With `ranks` of a data-parallel run, this rank's share: for training a `DistributedSampler`
+    (seeded; `set_epoch` reshuffles) and `batch_size` the per-rank batch; otherwise every
+    `world`-th item from `rank` on, none repeated (gather the ranks' outputs)."""
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
+    sampler = None
+    if ranks is not None and ranks.parallel:
+        if shuffle:
+            sampler = DistributedSampler(ds, ranks.world, ranks.rank, shuffle=True, seed=seed)
+        else:
+            ds = Subset(ds, range(ranks.rank, len(ds), ranks.world))  # type: ignore[arg-type]
+        shuffle = False
+    n = len(sampler) if sampler is not None else len(ds)  # type: ignore[arg-type]
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, generator=gen,
                       num_workers=num_workers, worker_init_fn=_worker_init,
                       persistent_workers=num_workers > 0,
-                      drop_last=shuffle and len(ds) % batch_size == 1)
+                      drop_last=(shuffle or sampler is not None) and n % batch_size == 1)
 
 
 def val_score(logits: dict[str, np.ndarray], labels: np.ndarray,
@@ -214,12 +229,14 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
-                    precision: Precision, desc: str) -> float:
-    """One pass over `loader` (batches of image, grids, labels); the mean training loss.
-    The forward pass runs in `precision`; the loss and the optimiser step in fp32."""
+                    precision: Precision, desc: str, ranks: Ranks | None = None) -> float:
+    """One pass over `loader` (batches of image, grids, labels); the mean training loss (over
+    every rank's batches in a data-parallel run). The forward pass runs in `precision`; the loss
+    and the optimiser step in fp32."""
     model.train()
     running, seen = 0.0, 0
-    bar = progress(loader, desc=desc, leave=False, unit="batch")
+    ranks = ranks or Ranks()
+    bar = progress(loader, desc=desc, leave=False, unit="batch", disable=not ranks.main)
     for batch in bar:
         images = precision.images(batch["image"].to(device))
         grids, labels = batch["grids"].to(device), batch["labels"].to(device)
@@ -233,7 +250,19 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         running += loss.item() * len(images)
         seen += len(images)
         bar.set_postfix(loss=f"{running / seen:.4f}")
+    running, seen = ranks.sum([running, seen])
     return running / max(seen, 1)
+
+
+def _val_logits(model: nn.Module, loader: DataLoader, device: torch.device,
+                precision: Precision, ranks: Ranks) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The validation logits of every rank's share, gathered; rank 0's batch-norm statistics
+    first given to every rank, so that the scores are those of the weights rank 0 saves."""
+    if ranks.parallel:
+        ranks.broadcast_buffers(model)
+    shares = ranks.gather(batched_logits(model, loader, device, precision))
+    logits = {a: np.concatenate([lg[a] for lg, _ in shares]) for a in shares[0][0]}
+    return logits, np.concatenate([index for _, index in shares])
 
 
 def record_epoch(state: dict[str, Any], epoch: int, metrics: dict[str, float]) -> bool:
@@ -251,7 +280,8 @@ def record_epoch(state: dict[str, Any], epoch: int, metrics: dict[str, float]) -
 
 def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
           out_dir: str | Path, resume: bool = True,
-          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+          ranks: Ranks | None = None) -> TrainResult:
     """Train `model` (images [B,3,S,S], grids [B,R,gh,gw] -> {attribute: logits [B,C]}).
 
     Writes `out_dir/last.pt` every epoch (model, optimiser, schedule, RNG states, history) and
@@ -262,14 +292,32 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     Asking for more epochs than a finished run had continues it: the cosine schedule then
     stretches to the new length from the step it had reached.
     `on_epoch(epoch, metrics)` is called after each epoch (for experiment tracking).
+
+    `ranks` (esgar.distributed, from torchrun): data-parallel training. `cfg.batch_size` is then
+    the batch of all ranks together, each rank taking an equal share, so the steps per epoch and
+    the learning rate stay those of one process. Batch norm: SyncBatchNorm on CUDA; on the CPU
+    (gloo has no SyncBatchNorm) each rank normalises its own share and rank 0's running
+    statistics are the ones kept. Every rank computes the same validation scores from the
+    gathered logits, so early stopping agrees; only rank 0 writes files and calls `on_epoch`.
+    The shuffling and augmentation of epoch e are seeded by (seed, e, rank), so a resumed
+    parallel run continues exactly; `last.pt` resumes under any process count.
     """
+    ranks = ranks or Ranks()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = ranks.start(resolve_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
-    log.info("training in %s", precision.describe())
+    if ranks.main:
+        log.info("training in %s%s", precision.describe(),
+                 f", {ranks.world} processes" if ranks.parallel else "")
     precision.prepare(model.to(device))
+    stepped: nn.Module = model  # what the optimiser's steps go through
+    if ranks.parallel:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        stepped = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
+                                          else None)
     attrs = tuple(cfg.attributes)
     train_labels = train_ds.labels.numpy()  # type: ignore[attr-defined]
     # priors always come from the current training labels; build_loss rejects an empty class
@@ -278,8 +326,12 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
               for j, a in enumerate(attrs)}
     loss_fn = build_loss(cfg.loss, counts, **cfg.loss_kwargs)
 
-    train_loader = make_loader(train_ds, cfg.batch_size, True, cfg.seed, cfg.num_workers)
-    val_loader = make_loader(val_ds, cfg.batch_size, False, cfg.seed, cfg.num_workers)
+    if ranks.parallel and min(len(train_ds), len(val_ds)) < ranks.world:  # type: ignore[arg-type]
+        raise ConfigError(f"{ranks.world} processes need at least as many training and "
+                          "validation sketches; use fewer processes")
+    share = cfg.batch_size // ranks.world
+    train_loader = make_loader(train_ds, share, True, cfg.seed, cfg.num_workers, ranks)
+    val_loader = make_loader(val_ds, share, False, cfg.seed, cfg.num_workers, ranks)
     val_labels = val_ds.labels.numpy()  # type: ignore[attr-defined]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -289,7 +341,8 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     ckpt = load_checkpoint(out_dir / LAST, expected, cfg, device) if resume else None
     if ckpt is None:
         state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": []}
-        (out_dir / BEST).unlink(missing_ok=True)
+        if ranks.main:
+            (out_dir / BEST).unlink(missing_ok=True)
     else:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -299,7 +352,7 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
         state = ckpt["state"]
         log.info("resuming after epoch %d from %s", state["epoch"], out_dir / LAST)
         before = ckpt.get("precision", "fp32")
-        if before != precision.used:
+        if before != precision.used and ranks.main:
             log.warning("%s: the first %d epochs computed in %s, the rest compute in %s; the "
                         "weights carry over (fp32 in both), but the result differs from a run "
                         "in one precision", out_dir / LAST, state["epoch"], before,
@@ -307,21 +360,27 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
 
     while not _finished(state, cfg):
         epoch = state["epoch"] + 1
-        loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device,
-                               precision, desc=f"epoch {epoch}/{cfg.epochs}")
-        logits, index = batched_logits(model, val_loader, device, precision)
+        if ranks.parallel:
+            train_loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + ranks.rank)
+        loss = train_one_epoch(stepped, train_loader, loss_fn, optimizer, scheduler, device,
+                               precision, desc=f"epoch {epoch}/{cfg.epochs}", ranks=ranks)
+        logits, index = _val_logits(model, val_loader, device, precision, ranks)
         metrics = {"train/loss": loss, "lr": scheduler.get_last_lr()[0],
                    **val_score(logits, val_labels[index], attrs)}
-        if record_epoch(state, epoch, metrics):
-            with atomic_path(out_dir / BEST) as tmp, open(tmp, "wb") as f:
-                torch.save(model.state_dict(), f)  # same weights, same bytes (see above)
-        save_checkpoint(out_dir / LAST, model, optimizer, scheduler, state, train_loader,
-                        expected, precision.used)
-        log.info("epoch %d: loss %.4f, val mean balanced acc %.4f%s", epoch, loss,
-                 metrics["val/mean_bacc"], " (best)" if state["best_epoch"] == epoch else "")
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
+        best = record_epoch(state, epoch, metrics)
+        if ranks.main:
+            if best:
+                with atomic_path(out_dir / BEST) as tmp, open(tmp, "wb") as f:
+                    torch.save(model.state_dict(), f)  # same weights, same bytes (see above)
+            save_checkpoint(out_dir / LAST, model, optimizer, scheduler, state, train_loader,
+                            expected, precision.used)
+            log.info("epoch %d: loss %.4f, val mean balanced acc %.4f%s", epoch, loss,
+                     metrics["val/mean_bacc"], " (best)" if state["best_epoch"] == epoch else "")
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
 
+    ranks.stop()
     return TrainResult(best_epoch=state["best_epoch"], best_score=state["best_score"],
                        epochs_run=state["epoch"], stopped_early=state["stale"] >= cfg.patience,
                        history=state["history"],

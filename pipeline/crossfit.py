@@ -7,7 +7,8 @@ judged by what was fitted on the others (see `esgar.active.crossfit`). `crossfit
 - `folds`: K models, each trained on the other folds with the configured backbone and head,
   cheaper than the main model (`crossfit.epochs`, `crossfit.img_size`);
 - `both`: the mean of the two (the folds' models ensembled with the main model's view).
-The test split is scored only with `crossfit.score_test: true`. Outputs:
+`folds` trains `crossfit.processes` folds at once, each in its own process with an equal share of
+the CPU's threads. The test split is scored only with `crossfit.score_test: true`. Outputs:
 `crossfit.out/probs.parquet` (sample_id, split, fold, per attribute the current label and
 `<a>_prob`), the out-of-fold mean balanced accuracy as DVC metrics (`crossfit.metrics`), each
 attribute's too and the method in `crossfit.report`; `folds` keeps the folds' checkpoints in
@@ -17,6 +18,7 @@ attribute's too and the method in `crossfit.report`; `folds` keeps the folds' ch
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -68,13 +70,11 @@ def main() -> None:
     if cp.method in ("folds", "both"):
         cfg = tp.config().model_copy(update={"epochs": cp.epochs, "batch_size": cp.batch_size})
 
-        def build():
-            return create_model(mp.backbone, mp.head, region_names=regions,
-                                attribute_regions=mp.attribute_regions,
-                                pretrained=mp.pretrained, img_size=cp.img_size, **mp.kwargs())
-
+        build = partial(create_model, mp.backbone, mp.head, region_names=regions,
+                        attribute_regions=mp.attribute_regions, pretrained=mp.pretrained,
+                        img_size=cp.img_size, **mp.kwargs())
         by_folds = crossfit(fit, mp.masks, build, cfg, cp.folds, cp.seed,
-                            cp.inner_val_fraction, cp.work, extra=test)
+                            cp.inner_val_fraction, cp.work, extra=test, processes=cp.processes)
         probs = by_folds if cp.method == "folds" else mean_probs(probs, by_folds)
     oof = probs[probs["fold"] >= 0]
     metrics = {"samples": len(oof), "folds": cp.folds, "method": cp.method,

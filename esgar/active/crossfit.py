@@ -14,7 +14,9 @@ regression cross-fitted on the same folds (see `esgar.active.features`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from esgar import log as esgar_log
 from esgar import schema
 from esgar.active.features import classifier_inputs, crossfit_classifier
 from esgar.data.dataset import SketchDataset
@@ -82,16 +85,40 @@ def _probs(net: AttributeModel, rows: pd.DataFrame, mask_dir: Path, cfg: TrainCo
     return {a: p[order] for a, p in probabilities(logits).items()}
 
 
+def _fold(k: int, build: Callable[[], AttributeModel], table: pd.DataFrame,
+          fold_of: np.ndarray, mask_dir: Path, cfg: TrainConfig, inner_val: float, seed: int,
+          work_dir: Path, extra: pd.DataFrame | None, threads: int | None = None
+          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fold `k`: a model trained on the other folds; its probabilities of fold k's rows and of
+    `extra`'s. `threads`: in a worker process, how many CPU threads it may use."""
+    if threads is not None:  # a worker of a pool: its share of the CPU, and no progress bars
+        torch.set_num_threads(threads)
+        esgar_log.configure(quiet=True)
+    folds = int(fold_of.max()) + 1
+    log.info("fold %d/%d: training on %d sketches, scoring %d", k + 1, folds,
+             int((fold_of != k).sum()), int((fold_of == k).sum()))
+    net = _fit_fold(build, table[fold_of != k], mask_dir, cfg, inner_val, seed + k,
+                    work_dir / f"fold{k}")
+    held_out = _probs(net, table.iloc[np.flatnonzero(fold_of == k)], mask_dir, cfg)
+    scored = ({} if extra is None or not len(extra) else
+              _probs(net, extra.reset_index(drop=True), mask_dir, cfg))
+    return held_out, scored
+
+
 def crossfit(table: pd.DataFrame, mask_dir: str | Path, build: Callable[[], AttributeModel],
              cfg: TrainConfig, folds: int, seed: int, inner_val: float, work_dir: str | Path,
-             extra: pd.DataFrame | None = None) -> pd.DataFrame:
+             extra: pd.DataFrame | None = None, processes: int = 1) -> pd.DataFrame:
     """Out-of-sample probabilities of every row of `table` (and of `extra`, scored by all folds'
     models, e.g. the test split), from `folds` models each trained on the other folds.
 
-    build: makes a fresh, untrained model (called once per fold, after seeding). cfg: how each
-    fold's model trains. work_dir: one checkpoint folder per fold (`fold<k>/`): an interrupted
-    run resumes where it stopped. Returns one row per sample: sample_id, split, fold (-1 for
-    `extra`), and per attribute its current label and `<a>_prob` (float32 [C]).
+    build: makes a fresh, untrained model (called once per fold, after seeding; picklable, e.g.
+    a `functools.partial` of `create_model`, when `processes` > 1). cfg: how each fold's model
+    trains. work_dir: one checkpoint folder per fold (`fold<k>/`): an interrupted run resumes
+    where it stopped. processes: folds trained at once, each in a process of its own with an
+    equal share of this process's CPU threads; the result is that of one process training the
+    folds one after another with that many threads (the same bytes on the same machine).
+    Returns one row per sample: sample_id, split, fold (-1 for `extra`), and per attribute its
+    current label and `<a>_prob` (float32 [C]).
     """
     mask_dir, work_dir = Path(mask_dir), Path(work_dir)
     table = table.reset_index(drop=True)
@@ -99,17 +126,22 @@ def crossfit(table: pd.DataFrame, mask_dir: str | Path, build: Callable[[], Attr
     probs = {a: np.zeros((len(table), schema.attribute(a).num_classes), np.float32)
              for a in cfg.attributes}
     extra_probs: dict[str, np.ndarray] = {}
-    for k in range(folds):
-        log.info("fold %d/%d: training on %d sketches, scoring %d", k + 1, folds,
-                 int((fold_of != k).sum()), int((fold_of == k).sum()))
-        net = _fit_fold(build, table[fold_of != k], mask_dir, cfg, inner_val, seed + k,
-                        work_dir / f"fold{k}")
-        held_out = np.flatnonzero(fold_of == k)
-        for a, p in _probs(net, table.iloc[held_out], mask_dir, cfg).items():
-            probs[a][held_out] = p
-        if extra is not None and len(extra):
-            for a, p in _probs(net, extra.reset_index(drop=True), mask_dir, cfg).items():
-                extra_probs[a] = extra_probs.get(a, 0) + p / folds
+    args = (build, table, fold_of, mask_dir, cfg, inner_val, seed, work_dir, extra)
+    workers = min(processes, folds)
+    if workers > 1:
+        threads = max(1, torch.get_num_threads() // workers)
+        log.info("%d folds at once, %d thread(s) each", workers, threads)
+        # spawn: a fork of a process that has run torch's thread pools can hang
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_fold, range(folds), *([a] * folds for a in args),
+                                    [threads] * folds))
+    else:
+        results = (_fold(k, *args) for k in range(folds))
+    for k, (held_out, scored) in enumerate(results):
+        for a, p in held_out.items():
+            probs[a][fold_of == k] = p
+        for a, p in scored.items():
+            extra_probs[a] = extra_probs.get(a, 0) + p / folds
     frames = [_frame(table, fold_of, probs)]
     if extra is not None and len(extra):
         frames.append(_frame(extra.reset_index(drop=True), np.full(len(extra), -1), extra_probs))

@@ -72,15 +72,23 @@ class TrainParams(TrainConfig):
     """`TrainConfig` plus what the stage does with it: resume, and where outputs go."""
 
     resume: bool
+    processes: Annotated[int, Field(ge=1)]
     out: Path
     metrics: Path
     report: Path
     history: Path
 
+    @model_validator(mode="after")
+    def _batch_shared_evenly(self) -> TrainParams:
+        if self.batch_size % self.processes:
+            raise ValueError(f"processes {self.processes}: batch_size {self.batch_size} is the "
+                             "batch of all processes together and must divide evenly among them")
+        return self
+
     def config(self) -> TrainConfig:
-        """The library's part: how to train, without where to write."""
+        """The library's part: how to train, without where to write or in how many processes."""
         return TrainConfig(**self.model_dump(
-            exclude={"resume", "out", "metrics", "report", "history"}))
+            exclude={"resume", "processes", "out", "metrics", "report", "history"}))
 
 
 class EvaluateParams(Section):
@@ -106,6 +114,7 @@ class CrossfitParams(Section):
     img_size: Annotated[int, Field(ge=16)]
     batch_size: Positive
     inner_val_fraction: Annotated[float, Field(gt=0, lt=1)]
+    processes: Positive
     score_test: bool
     work: Path
     out: Path
