@@ -329,6 +329,9 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig
     if ranks.parallel and min(len(train_ds), len(val_ds)) < ranks.world:  # type: ignore[arg-type]
         raise ConfigError(f"{ranks.world} processes need at least as many training and "
                           "validation sketches; use fewer processes")
+    if cfg.batch_size % ranks.world:  # the stage checks train.processes; torchrun's world here
+        raise ConfigError(f"batch_size {cfg.batch_size} is the batch of all {ranks.world} "
+                          "processes together and must divide evenly among them")
     share = cfg.batch_size // ranks.world
     train_loader = make_loader(train_ds, share, True, cfg.seed, cfg.num_workers, ranks)
     val_loader = make_loader(val_ds, share, False, cfg.seed, cfg.num_workers, ranks)

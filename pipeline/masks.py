@@ -3,7 +3,8 @@
 Outputs: the mask store (`masks.out`, format in `esgar.masks.store`; built beside and swapped in
 whole), as DVC metrics over all samples the share of empty masks per region
 (`masks.metrics/empty.json`) and of those that fell back (`fell_back.json`), the quality per
-split and region in `masks.report`, and a contact sheet of mask overlays per split.
+split and region in `masks.report`, and a contact sheet of mask overlays per split. Parsing
+runs in `masks.processes` worker processes at once (CPU), the store assembled by this one.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def main() -> None:
     problems: list[str] = []
     if kind == "facexlib":
         source = parsed_masks(table, p.parser, p.weights_dir, p.device, p.batch_size,
-                              p.precision, p.parse_input, point_to=WEIGHTS_SETTING)
+                              p.precision, p.parse_input, point_to=WEIGHTS_SETTING,
+                              processes=p.processes)
         meta = {"source": kind, "parser": p.parser, "parse_input": p.parse_input,
                 "label_order": p.parser}
     else:

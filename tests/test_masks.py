@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +12,7 @@ import torch
 from PIL import Image
 
 from esgar.masks import store
+from esgar.masks.build import parsed_masks
 from esgar.masks.grids import token_grid
 from esgar.masks.importer import MaskError, read_label_map, read_region_folder
 from esgar.masks.labels import BISENET_CLASSES, PARSENET_CLASSES, lookup, remap
@@ -203,3 +207,41 @@ def test_store_round_trip_and_quality(tmp_path):
     q = quality_report(index, ["a", "b"], tiny=0.001)
     assert q["train"]["a"] == {"empty": 0.5, "tiny": 0.0, "fell_back": 0.5, "mean_area": 0.25}
     assert q["train"]["b"]["tiny"] == 0.5 and q["val"]["a"]["empty"] == 0.5
+
+
+def _photo_table(folder: Path, n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(n):
+        path = folder / f"photo{i}.jpg"
+        cv2.imwrite(str(path), rng.integers(0, 255, (64 + 8 * i, 60, 3), dtype=np.uint8))
+        paths.append(str(path))
+    return pd.DataFrame({"photo_path": paths})
+
+
+def test_parsing_in_two_processes_gives_one_process_label_maps(tmp_path):
+    """The masks stage's `processes`: 7 photos in batches of 2 through 2 worker processes of one
+    thread each, against one process on one thread: the same label maps, in row order."""
+    write_random_weights(tmp_path, "bisenet")
+    table = _photo_table(tmp_path, 7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = list(parsed_masks(table, "bisenet", tmp_path, "cpu", 2, "fp32"))
+        torch.set_num_threads(2)
+        parallel = list(parsed_masks(table, "bisenet", tmp_path, "cpu", 2, "fp32",
+                                     processes=2))
+    finally:
+        torch.set_num_threads(threads)
+    assert [i for i, _ in parallel] == [i for i, _ in serial] == list(range(7))
+    for (_, a), (_, b) in zip(serial, parallel, strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.bad_input(stage="masks", kind="data")
+def test_an_unreadable_photo_in_a_parsing_worker_is_named(tmp_path):
+    write_random_weights(tmp_path, "bisenet")
+    table = _photo_table(tmp_path, 5)
+    Path(table["photo_path"].iloc[3]).write_bytes(b"not a jpeg")
+    with pytest.raises(MaskError, match=r"photo3.jpg: cannot read the image to parse"):
+        list(parsed_masks(table, "bisenet", tmp_path, "cpu", 2, "fp32", processes=2))

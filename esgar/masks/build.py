@@ -13,6 +13,7 @@ store as it was. The format is documented in `esgar.masks.store`.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from esgar.io import building_dir
@@ -49,28 +51,64 @@ def resolve_source(source: str, import_dir: str | Path) -> str:
     return source
 
 
+def _read_images(paths: Sequence[str]) -> list[np.ndarray]:
+    images = []
+    for path in paths:
+        im = cv2.imread(path, cv2.IMREAD_COLOR)
+        if im is None:
+            raise MaskError(f"{path}: cannot read the image to parse")
+        images.append(im)
+    return images
+
+
+_WORKER: dict[str, Any] = {}  # a parsing worker's parser, loaded once per process
+
+
+def _start_worker(parser: str, weights_dir: str | None, device: str, precision: str,
+                  threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(model=prepare_for_batches(load_parser(parser, weights_dir, device)),
+                   parser=parser, precision=precision)
+
+
+def _parse_paths(paths: list[str]) -> list[np.ndarray]:
+    return parse_batch(_WORKER["model"], _WORKER["parser"], _read_images(paths),
+                       _WORKER["precision"])
+
+
 def parsed_masks(table: pd.DataFrame, parser: str, weights_dir: str | Path | None,
                  device: str, batch_size: int, precision: str, parse_input: str = "photo",
-                 model: nn.Module | None = None, point_to: str | None = None
-                 ) -> Iterator[tuple[int, np.ndarray]]:
+                 model: nn.Module | None = None, point_to: str | None = None,
+                 processes: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """(row, canonical label map uint8 [H,W]) per sample, parsed by facexlib in batches from
     the `<parse_input>_path` column (photo or sketch). `model`: the parser already loaded by
     `load_parser` (else it is loaded here from `weights_dir`; `point_to`: how the user names
-    that folder, for the message when its weights are missing)."""
+    that folder, for the message when its weights are missing).
+
+    processes: batches parsed at once, each worker process with its own parser and an equal
+    share of this process's CPU threads; the label maps come back in row order as they are
+    done (a few batches in flight, never the whole set), the same as one process parsing with
+    that many threads. The weights are checked here before any worker starts."""
     if model is None:
         model = load_parser(parser, weights_dir or None, device,
                             **({"point_to": point_to} if point_to else {}))
+    paths = table[f"{parse_input}_path"].astype(str).tolist()
+    batches = [paths[s:s + batch_size] for s in range(0, len(paths), batch_size)]
+    if processes > 1 and len(batches) > 1:
+        threads = max(1, torch.get_num_threads() // processes)
+        weights = None if not weights_dir else str(weights_dir)
+        # spawn: a fork of a process that has run torch's thread pools can hang
+        with multiprocessing.get_context("spawn").Pool(
+                min(processes, len(batches)), _start_worker,
+                (parser, weights, device, precision, threads)) as pool:
+            for b, labels in enumerate(pool.imap(_parse_paths, batches)):
+                for k, label in enumerate(labels):
+                    yield b * batch_size + k, label
+        return
     model = prepare_for_batches(model)
-    column = f"{parse_input}_path"
-    for start in range(0, len(table), batch_size):
-        images = []
-        for path in table[column].iloc[start:start + batch_size]:
-            im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if im is None:
-                raise MaskError(f"{path}: cannot read the image to parse")
-            images.append(im)
-        for k, label in enumerate(parse_batch(model, parser, images, precision)):
-            yield start + k, label
+    for b, batch in enumerate(batches):
+        for k, label in enumerate(parse_batch(model, parser, _read_images(batch), precision)):
+            yield b * batch_size + k, label
 
 
 def imported_masks(table: pd.DataFrame, folder: str | Path, fmt: str, label_order: str,

@@ -69,6 +69,7 @@ class MasksParams(Section):
     device: Annotated[str, AfterValidator(check_device)]
     batch_size: Positive
     precision: Annotated[str, one_of(*PRECISIONS)]
+    processes: Positive
     import_: ImportParams = Field(alias="import")
     regions: Annotated[dict[str, list[str]], AfterValidator(_regions)]
     empty_policy: Annotated[str, one_of("fallback", "keep")]
