@@ -9,17 +9,30 @@ any machine that reaches the server. `flows.serve` is the one-machine alternativ
 The pool is `flows.work_pool` (a `process` pool, created when missing); `--pool` overrides it.
 Each deployment runs the flow in this checkout (its working directory), with the parameters
 `repo` (this checkout) and `params`, one flow run at a time.
+
+A worker's machine can die with a run on it (killed, rebooted, out of memory): the run would
+stay Running and, the deployments allowing one run at a time, hold back every later one. Flow
+runs send a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (Prefect's, default 180);
+deploying also makes the server's automation `CRASH_AUTOMATION` (Prefect's documented recipe for
+zombie runs), which marks a run Crashed when three heartbeats in a row are missing.
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from pathlib import Path
 
 from prefect import deploy
+from prefect.automations import Automation
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import get_current_settings
 from prefect.workers.process import ProcessWorker
 
 from esgar.errors import EsgarError
@@ -29,10 +42,12 @@ from flows.serve import specs
 from flows.settings import load_settings
 from flows.stages import in_repo
 
-__all__ = ["POOL_TYPE", "PoolMismatch", "deploy_to_pool", "ensure_pool", "pool_command",
-           "pool_name"]
+__all__ = ["CRASH_AUTOMATION", "POOL_TYPE", "PoolMismatch", "deploy_to_pool",
+           "ensure_crash_automation", "ensure_pool", "pool_command", "pool_name"]
 
 POOL_TYPE = "process"
+CRASH_AUTOMATION = "esgar: crash flow runs without heartbeats"
+MISSED_HEARTBEATS = 3
 
 
 class PoolMismatch(EsgarError, RuntimeError):
@@ -66,6 +81,37 @@ def ensure_pool(name: str) -> bool:
     return False
 
 
+def ensure_crash_automation(missed: int = MISSED_HEARTBEATS) -> timedelta:
+    """The server's automation marking a flow run Crashed once `missed` heartbeats in a row
+    (PREFECT_FLOWS_HEARTBEAT_FREQUENCY here) have not come, created or brought up to date;
+    returns how long it waits after a run's last heartbeat."""
+    within = timedelta(seconds=missed * get_current_settings().flows.heartbeat_frequency)
+    wanted = Automation(
+        name=CRASH_AUTOMATION,
+        description="A run whose process died (its worker's machine killed or rebooted) would "
+                    "stay Running and hold its deployment's one-run-at-a-time slot",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=within),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {within.total_seconds():g} s: "
+                                            "its process died")])
+    try:
+        found = Automation.read(name=CRASH_AUTOMATION)
+    except ValueError:  # Prefect's "no automation with that name"
+        wanted.create()
+        return within
+    if found.trigger != wanted.trigger or found.actions != wanted.actions:
+        wanted.id = found.id
+        wanted.update()
+    return within
+
+
 def deploy_to_pool(repo: str | Path = ".", params: str = "params.yaml",
                    pool: str | None = None) -> list[str]:
     """The three deployments on the work pool (`flows.work_pool` unless `pool`), their flows
@@ -73,6 +119,7 @@ def deploy_to_pool(repo: str | Path = ".", params: str = "params.yaml",
     pool = pool or pool_name(repo, params)
     name, found = specs(repo, params)
     ensure_pool(pool)
+    ensure_crash_automation()
     root = str(Path(repo).resolve())
     made = [s.flow.from_source(source=root, entrypoint=s.entrypoint).to_deployment(
         name, **s.options) for s in found]
