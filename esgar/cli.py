@@ -198,6 +198,16 @@ def main(argv: list[str] | None = None) -> int:
                            "else fp32), bf16 or fp32; give the model's train.precision to "
                            "predict exactly what its evaluate stage scored")
 
+    copy = sub.add_parser(
+        "copy-store", help="copy an MLflow store (runs and registry) into a new database",
+        description="Every run, experiment and registry entry of the MLflow backend store "
+                    "FROM copied into the new store TO (e.g. sqlite:///mlflow.db into "
+                    "postgresql+psycopg://...), in one transaction; FROM is only read. "
+                    "Artifacts stay where they are.")
+    copy.add_argument("source", metavar="FROM", help="the store's URL, e.g. sqlite:///mlflow.db")
+    copy.add_argument("destination", metavar="TO",
+                      help="a new store's URL, e.g. $MLFLOW_BACKEND_STORE_URI")
+
     args = parser.parse_args(argv)
     configure(quiet=args.quiet)
     try:
@@ -213,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             _compare(args)
         elif args.command == "predict":
             return _predict(args)
+        elif args.command == "copy-store":
+            from esgar.integrations.store_copy import copy_store, redact_url
+
+            copied = copy_store(args.source, args.destination)
+            print(f"copied {sum(copied.values())} rows of {len(copied)} tables into "
+                  f"{redact_url(args.destination)}: "
+                  + ", ".join(f"{t} {n}" for t, n in copied.items() if n))
     except EsgarError as e:
         print(f"esgar: error: {redact_text(str(e))}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from esgar import schema
 from esgar.active.tasks import build_tasks
@@ -200,3 +201,48 @@ def test_postgres_stopped_under_mlflow_stops_the_stage_before_training(postgres,
     assert "backend store" in errors[0] and pg["POSTGRE_PASSWORD"] not in proc.stderr
     assert seconds < 60, f"took {seconds:.0f} s"
     assert {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
+
+
+def test_a_sqlite_mlflow_store_copied_into_postgres_keeps_runs_and_registry(postgres, repo):
+    """`esgar copy-store`: the tiny repository's sqlite store (its train and evaluate runs, and
+    a registered model with a champion) into PostgreSQL's new mlflow database: the same runs,
+    metric histories, versions and aliases there, new ids after the copied ones; a second copy
+    over it is refused in one line and changes nothing."""
+    pg_uri = postgres["MLFLOW_BACKEND_STORE_URI"]
+    src_uri = f"sqlite:///{repo / 'mlflow.db'}"
+    src = MlflowClient(src_uri, src_uri)
+    train = next(r for r in src.search_runs(
+        [e.experiment_id for e in src.search_experiments()]) if r.data.tags["stage"] == "train")
+    src.create_registered_model("t-copy")
+    version = src.create_model_version("t-copy", f"runs:/{train.info.run_id}/model",
+                                       train.info.run_id)
+    src.set_registered_model_alias("t-copy", "champion", version.version)
+    src.set_model_version_tag("t-copy", version.version, "decision", "first champion")
+
+    out = run([str(VENV_BIN / "esgar"), "copy-store", src_uri, pg_uri], REPO)
+    assert "copied" in out.stdout and postgres["POSTGRE_PASSWORD"] not in out.stdout + out.stderr
+    dst = MlflowClient(pg_uri, pg_uri)
+    for client in (src, dst):
+        experiments = client.search_experiments()
+        runs = client.search_runs([e.experiment_id for e in experiments],
+                                  order_by=["attributes.start_time ASC"])
+        history = client.get_metric_history(train.info.run_id, "val/mean_bacc")
+        model = client.get_registered_model("t-copy")
+        got = ([(e.experiment_id, e.name) for e in experiments],
+               [(r.info.run_id, r.info.status, r.info.artifact_uri, r.data.params,
+                 r.data.metrics, r.data.tags) for r in runs],
+               [(m.step, m.value, m.timestamp) for m in history],
+               model.aliases, client.get_model_version("t-copy", version.version).tags)
+        if client is src:
+            before = got
+    assert got == before
+    assert len(got[1]) == 2 and got[3] == {"champion": version.version}
+    made = dst.create_experiment("after the copy")  # PostgreSQL's ids go on past the copied
+    assert int(made) > max(int(i) for i, _ in before[0])
+
+    again = run([str(VENV_BIN / "esgar"), "copy-store", src_uri, pg_uri], REPO, check=False)
+    errors = [line for line in again.stderr.splitlines() if "error:" in line]
+    assert again.returncode == 1 and len(errors) == 1, again.stderr[-2000:]
+    assert "is not a new store" in errors[0] and "***" in errors[0], errors[0]
+    assert [e.name for e in dst.search_experiments()][0] == "after the copy"
+    assert len(dst.search_experiments()) == len(before[0]) + 1
