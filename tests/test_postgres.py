@@ -6,6 +6,7 @@ through them; Label Studio (`scripts/labelstudio.sh`) keeps its tasks and answer
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -19,12 +20,21 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from esgar import schema
-from esgar.active.tasks import build_tasks
+from esgar.active.simulate import SimulatedAnnotator
 from esgar.integrations import labelstudio as ls
 from esgar.integrations import registry as reg
-from tests.helpers import REPO, VENV_BIN, commit_all, free_port, in_ci, run, set_params
-from tests.labelstudio import LABEL_CONFIG, MIGRATE_S, TO_NAME, TOKEN, run_script, script_env
+from tests.helpers import (
+    REPO,
+    VENV_BIN,
+    commit_all,
+    copy_repo,
+    free_port,
+    in_ci,
+    run,
+    set_params,
+)
+from tests.labelstudio import MIGRATE_S, TOKEN, run_script, script_env
+from tests.test_stages_relabel import PROJECT, RELABEL_TINY, truth_of
 
 pytestmark = pytest.mark.slow
 HAS_POSTGRES = shutil.which("postgres") or list(Path("/usr/lib/postgresql").glob("*/bin"))
@@ -115,38 +125,44 @@ def test_mlflow_and_prefect_on_postgres_register_and_decide_a_trained_model(post
     assert not (Path(prefect_env["PREFECT_HOME"]) / "prefect.db").exists()
 
 
-def test_label_studio_on_postgres_keeps_tasks_and_answers_there(postgres, tmp_path):
-    """Label Studio started by its script with the six settings `urls` prints: the adapter's
-    calls that push and pull make (project, tasks, an answer, the export) work unchanged, and
-    the rows are in PostgreSQL."""
+def test_push_and_pull_stages_on_label_studio_on_postgres(postgres, tmp_path):
+    """Label Studio started by its script with the six settings `urls` prints: `dvc repro push`
+    of a tiny repository creates its tasks, an annotator answers them, `pull` brings the
+    answers into the labels, all unchanged from sqlite; the rows are in PostgreSQL."""
     pg = postgres
-    data_dir = tmp_path / "ls"
-    env = {**script_env(data_dir, free_port(), tmp_path),
+    docs, data_dir = tmp_path / "docs", tmp_path / "ls"
+    docs.mkdir()
+    env = {**script_env(data_dir, free_port(), docs),
            **{k: pg[k] for k in ("DJANGO_DB", "POSTGRE_NAME", "POSTGRE_USER",
                                  "POSTGRE_PASSWORD", "POSTGRE_HOST", "POSTGRE_PORT")}}
+    repo = copy_repo(docs / "repo")  # inside the document root: its images are served
+    set_params(repo, **RELABEL_TINY)
     started = run_script("start", env, timeout=MIGRATE_S + 60)
     assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    url = f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}"
+    stages = {"LABEL_STUDIO_URL": url, "LABEL_STUDIO_API_KEY": TOKEN,
+              "LABEL_STUDIO_DOCUMENT_ROOT": str(docs),
+              "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     try:
-        server = ls.Server(f"http://127.0.0.1:{env['LABEL_STUDIO_PORT']}", TOKEN)
-        labels = {a.name: a.classes[0] for a in schema.ATTRIBUTES}
-        manifest = pd.DataFrame({"task": [0], "sample_id": ["s1"], "attribute": ["earring"],
-                                 "score": [0.5]})
-        urls = dict.fromkeys(("sketch", "photo", "overlay"), "/data/local-files/?d=x.png")
-        tasks = build_tasks(manifest, {"s1": labels}, {"s1": labels}, lambda sid: urls, "t")
-        answer = {**labels, "earring": schema.BY_NAME["earring"].classes[1]}
-        with ls.connect(server) as client:
-            project = ls.ensure_project(client, "postgres test", LABEL_CONFIG)
-            [task] = ls.import_tasks(client, project, tasks)
-            ls.annotate(client, task, ls.choices_result(answer, TO_NAME), lead_time=3.0)
-            exported, problems = ls.export_annotations(client, project)
-        assert problems == [] and [t["id"] for t in exported] == [task]
-        result = exported[0]["annotations"][0]["result"]
-        assert ls.choices_answers(result)["earring"] == [answer["earring"]]
+        run(["dvc", "repro", "push"], repo, env=stages)
+        pushed = json.loads((repo / "data/labelstudio/pushed.json").read_text())
+        with ls.connect(ls.Server(url, TOKEN)) as client:
+            tasks = ls.list_tasks(client, ls.find_project(client, PROJECT))
+            truth = truth_of(repo)
+            careful = SimulatedAnnotator("admin", accuracy=1.0, laziness=0.0)
+            for task in tasks:
+                ls.annotate(client, task["id"], careful.answer(task["data"], truth)[0],
+                            lead_time=3.0)
+        run(["python", "-m", "pipeline.pull"], repo, env=stages)
     finally:
         stopped = run_script("stop", env, timeout=60)
         assert stopped.returncode == 0, stopped.stderr
-    assert sql(pg, "labelstudio", "SELECT count(*) FROM task") == "1"
-    assert sql(pg, "labelstudio", "SELECT count(*) FROM task_completion") == "1"
+    assert len(tasks) == len(pushed["created"]) > 0
+    answers = pd.read_csv(repo / "data/relabels/answers.csv", dtype=str)
+    assert set(answers["task_id"].astype(int)) == {t["id"] for t in tasks}
+    assert set(answers["origin"]) >= {"manual"}
+    assert sql(pg, "labelstudio", "SELECT count(*) FROM task") == str(len(tasks))
+    assert sql(pg, "labelstudio", "SELECT count(*) FROM task_completion") == str(len(tasks))
     assert not list(data_dir.glob("*.sqlite3"))
 
 

@@ -22,6 +22,14 @@ from tests.labelstudio import run_script
 pytestmark = pytest.mark.slow
 PROJECT = "ESGAR: FS2K attribute check"
 NOISE = {"earring": {0: 0.3}, "smile": {1: 0.2}}
+RELABEL_TINY = {  # tiny data; the train stage runs before crossfit: kept small
+    "data": {"source": "synthetic", "synthetic.pairs": 60, "synthetic.noise": NOISE},
+    "prepare": {"val_fraction": 0.25},
+    "masks": {"contact_sheet.n": 2, "grids": [[2, 2]]},
+    "model": {"img_size": 64},
+    "train": {"epochs": 1, "batch_size": 16, "loss_kwargs": {"smoothing": 1.0}},
+    "crossfit": {"folds": 2, "epochs": 1, "img_size": 32, "batch_size": 16},
+    "select": {"budget": 6}, "push": {"gold_share": 0.25}}
 
 
 @pytest.fixture
@@ -29,14 +37,7 @@ def loop(labelstudio, tmp_path):
     """A repository inside the server's document root (its images must be served), set up
     for tiny data, and the environment that points the stages at the server."""
     repo = copy_repo(labelstudio.document_root / "repo")
-    set_params(repo,
-               data={"source": "synthetic", "synthetic.pairs": 60, "synthetic.noise": NOISE},
-               prepare={"val_fraction": 0.25},
-               masks={"contact_sheet.n": 2, "grids": [[2, 2]]},
-               model={"img_size": 64},  # the train stage runs before crossfit: kept small
-               train={"epochs": 1, "batch_size": 16, "loss_kwargs": {"smoothing": 1.0}},
-               crossfit={"folds": 2, "epochs": 1, "img_size": 32, "batch_size": 16},
-               select={"budget": 6}, push={"gold_share": 0.25})
+    set_params(repo, **RELABEL_TINY)
     env = {"LABEL_STUDIO_URL": labelstudio.url, "LABEL_STUDIO_API_KEY": labelstudio.api_key,
            "LABEL_STUDIO_DOCUMENT_ROOT": str(labelstudio.document_root),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
