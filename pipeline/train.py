@@ -29,6 +29,7 @@ from esgar.data.dataset import SketchDataset
 from esgar.data.table import load_table
 from esgar.device import resolve_device, resolve_precision
 from esgar.distributed import Ranks, launch, under_torchrun
+from esgar.errors import ConfigError
 from esgar.inference.publish import log_served_model
 from esgar.integrations import tracking
 from esgar.io import claim_dir, write_json, write_with
@@ -57,6 +58,10 @@ def main() -> None:
     check_model_regions(schema.ATTRIBUTE_NAMES, regions, mp.attribute_regions)
     table = load_table(mp.table)
     if tp.processes > 1 and not under_torchrun():  # checked above; now the ranks
+        gpus = torch.cuda.device_count() if resolve_device(tp.device).type == "cuda" else 0
+        if 0 < gpus < tp.processes:
+            raise ConfigError(f"train.processes {tp.processes}: this machine has {gpus} CUDA "
+                              "device(s), one per process; use at most that many")
         launch("pipeline.train", ["--params", str(args.params), *(["-q"] if args.quiet else [])],
                tp.processes)
         return

@@ -14,6 +14,7 @@ store as it was. The format is documented in `esgar.masks.store`.
 from __future__ import annotations
 
 import multiprocessing
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,16 @@ def parsed_masks(table: pd.DataFrame, parser: str, weights_dir: str | Path | Non
         threads = max(1, torch.get_num_threads() // processes)
         weights = None if not weights_dir else str(weights_dir)
         # spawn: a fork of a process that has run torch's thread pools can hang
+        workers = min(processes, len(batches))
         with multiprocessing.get_context("spawn").Pool(
-                min(processes, len(batches)), _start_worker,
-                (parser, weights, device, precision, threads)) as pool:
-            for b, labels in enumerate(pool.imap(_parse_paths, batches)):
-                for k, label in enumerate(labels):
-                    yield b * batch_size + k, label
+                workers, _start_worker, (parser, weights, device, precision, threads)) as pool:
+            pending: deque = deque()  # (first row, its batch's labels to come), in row order
+            for b, batch in enumerate(batches):
+                pending.append((b * batch_size, pool.apply_async(_parse_paths, (batch,))))
+                while len(pending) > 2 * workers or (b == len(batches) - 1 and pending):
+                    start, labels = pending.popleft()
+                    for k, label in enumerate(labels.get()):
+                        yield start + k, label
         return
     model = prepare_for_batches(model)
     for b, batch in enumerate(batches):
