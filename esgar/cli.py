@@ -208,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     copy.add_argument("destination", metavar="TO",
                       help="a new store's URL, e.g. $MLFLOW_BACKEND_STORE_URI")
 
+    lcfg = sub.add_parser(
+        "label-config", help="print the Label Studio interface of a dataset's schema",
+        description="The labelling interface push uses with push.label_config: from_schema: "
+                    "one single-choice question per attribute, grouped by face region.")
+    lcfg.add_argument("dataset", help="fs2k, celeba, celebamask_hq, lfwa, or a schema file")
+
     args = parser.parse_args(argv)
     configure(quiet=args.quiet)
     try:
@@ -223,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             _compare(args)
         elif args.command == "predict":
             return _predict(args)
+        elif args.command == "label-config":
+            from esgar.active.label_config import label_config
+            from esgar.data.datasets import DATASETS, dataset_schema
+            from esgar.schema import load_schema
+
+            print(label_config(dataset_schema(args.dataset) if args.dataset in DATASETS
+                               else load_schema(args.dataset)), end="")
         elif args.command == "copy-store":
             from esgar.integrations.store_copy import copy_store, redact_url
 

@@ -12,8 +12,8 @@ scikit-learn's, which the tests check:
   classes with no true sample, like `recall_score(labels=range(C), average=None)`.
 
 Plain accuracy hides class imbalance (a majority-class predictor scores 95 % on FS2K's `hair`):
-report balanced accuracy and macro-F1 first. The paper-style mean accuracy over six attributes
-(no hair_color) is reported as `paper_mean_acc_6attr`, labelled as exactly that.
+report balanced accuracy and macro-F1 first. The papers' mean accuracy over the schema's paper
+attributes is reported as `paper_mean_acc_<n>attr` (FS2K: the six without hair_color).
 """
 
 from __future__ import annotations
@@ -200,17 +200,24 @@ def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, f
 HEADLINE = ("mean_bacc", "mean_macro_f1", "mean_minority_recall")
 
 
-def headline(metrics: Mapping[str, float], attributes: Sequence[str] = schema.ATTRIBUTE_NAMES
+def headline(metrics: Mapping[str, float], attributes: Sequence[str] | None = None
              ) -> tuple[dict[str, float], dict[str, float]]:
     """The few numbers of one split's `evaluate` result a person reads first: the means
-    `HEADLINE`, and each attribute's balanced accuracy (`bacc/<a>`), without intervals."""
+    `HEADLINE`, and each attribute's balanced accuracy (`bacc/<a>`; default: the schema's
+    attributes), without intervals."""
+    attributes = schema.ATTRIBUTE_NAMES if attributes is None else attributes
     return ({k: metrics[k] for k in HEADLINE},
             {f"bacc/{a}": metrics[f"bacc/{a}"] for a in attributes})
 
 
+def paper_key() -> str:
+    """The key of the papers' mean accuracy over the schema's paper attributes."""
+    return f"paper_mean_acc_{len(schema.PAPER_ATTRIBUTES)}attr"
+
+
 def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
              y_pred: np.ndarray | Mapping[str, np.ndarray],
-             attributes: Sequence[str] = schema.ATTRIBUTE_NAMES, n_resamples: int = 1000,
+             attributes: Sequence[str] | None = None, n_resamples: int = 1000,
              confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
     """All metrics, flat and JSON-able, balanced ones first.
 
@@ -218,12 +225,13 @@ def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
     Keys: `bacc/<a>`, `macro_f1/<a>`, `acc/<a>`, `recall/<a>/<class name>` (classes with
     true samples only), `minority_recall/<a>` (the recall of the attribute's rarest class in
     y_true); the means `mean_bacc`, `mean_macro_f1`, `mean_acc`, `mean_minority_recall` over
-    `attributes`; `paper_mean_acc_6attr` (plain
-    accuracy averaged over the six attributes without hair_color, as the FS2K literature
-    reports it) when all six are present; `<key>_ci_low` / `<key>_ci_high`: percentile
-    bootstrap intervals (samples resampled jointly across attributes; `n_resamples=0`: none).
+    `attributes`; `paper_key()` (plain accuracy averaged over the schema's paper attributes,
+    as the literature reports it: FS2K's six without hair_color, `paper_mean_acc_6attr`;
+    CelebA's 40, `paper_mean_acc_40attr`) when all of them are present; `<key>_ci_low` /
+    `<key>_ci_high`: percentile bootstrap intervals (samples resampled jointly across
+    attributes; `n_resamples=0`: none).
     """
-    attrs = list(attributes)
+    attrs = list(schema.ATTRIBUTE_NAMES if attributes is None else attributes)
 
     def column(y, j: int, a: str) -> np.ndarray:
         return _labels(y[a] if isinstance(y, Mapping) else np.asarray(y)[:, j])
@@ -260,7 +268,7 @@ def evaluate(y_true: np.ndarray | Mapping[str, np.ndarray],
         np.mean([v[1] for v in minority.values()], 0) if boot else None)
     paper = [a for a in schema.PAPER_ATTRIBUTES if a in attrs]
     if len(paper) == len(schema.PAPER_ATTRIBUTES):
-        values["paper_mean_acc_6attr"] = (
+        values[paper_key()] = (
             np.mean([values[f"acc/{a}"][0] for a in paper], 0),
             np.mean([values[f"acc/{a}"][1] for a in paper], 0) if boot else None)
 

@@ -62,7 +62,7 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(ge=0)
     device: str  # auto | cpu | cuda | cuda:N
     precision: str  # auto (bf16 where the device has it) | bf16 | fp32: esgar.device
-    attributes: tuple[str, ...] = schema.ATTRIBUTE_NAMES
+    attributes: tuple[str, ...] = Field(default_factory=lambda: schema.ATTRIBUTE_NAMES)
 
     @model_validator(mode="before")
     @classmethod

@@ -27,7 +27,7 @@ from esgar.device import resolve_device, resolve_precision
 from esgar.forward import attention_batch, predictions_frame
 from esgar.integrations import tracking
 from esgar.io import write_json, write_text, write_with
-from esgar.metrics import confusion_matrix, evaluate, headline
+from esgar.metrics import confusion_matrix, evaluate, headline, paper_key
 from esgar.models.factory import AttributeModel, load_trained
 from esgar.scoring import score_split
 from esgar.visualize import attention_sheet, denormalise, plot_confusion
@@ -109,7 +109,7 @@ def main() -> None:
         log.info("%s: mean balanced acc %.4f [%.4f, %.4f], mean macro-F1 %.4f, paper-style mean "
                  "acc (6 attributes) %.4f", split, m["mean_bacc"],
                  m.get("mean_bacc_ci_low", float("nan")), m.get("mean_bacc_ci_high", float("nan")),
-                 m["mean_macro_f1"], m.get("paper_mean_acc_6attr", float("nan")))
+                 m["mean_macro_f1"], m.get(paper_key(), float("nan")))
 
 
 if __name__ == "__main__":

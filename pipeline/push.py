@@ -1,7 +1,7 @@
 """DVC stage `push` (always run, like pull: it asks Label Studio): the selected sketches, and gold
 sketches among them, to Label Studio as tasks.
 
-Creates or reuses the project titled `labelstudio.project` (with `label_config.xml`, each task
+Creates or reuses the project titled `labelstudio.project` (with `push.label_config`, each task
 answered by `labelstudio.annotators_per_task` different annotators), makes its images servable
 (a local storage over `data/`), draws an overlay of the regions in question for every task, and
 imports the new tasks in one bulk request. The questions in doubt start as `push.prefill` says
@@ -28,6 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from esgar import schema
+from esgar.active.label_config import interface_text
 from esgar.active.relabels import read_snapshot
 from esgar.active.tasks import build_tasks, gold_candidates, interleave, pick_gold
 from esgar.connectivity import redact
@@ -118,6 +119,7 @@ def main() -> None:
 
     # every URL, before any server or file work
     links = {sid: urls(sid) for sid in manifest["sample_id"].unique()}
+    interface = interface_text(pp.label_config, schema.active())
     client = ls.connect(server) if server else None  # checked before any work
     tasks = build_tasks(manifest, guesses, labels, links.__getitem__, model_version, pp.prefill,
                         pp.hints, gold)
@@ -130,7 +132,7 @@ def main() -> None:
         write_overlays(tmp / "overlays", manifest, table, mp.masks, mp.attribute_regions)
         (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1, sort_keys=True) + "\n")
         if client is not None:
-            record.update(push(client, lp, pp.label_config.read_text(), tasks))
+            record.update(push(client, lp, interface, tasks))
         write_json(tmp / "pushed.json", record)
     if client is None:
         log.warning("no Label Studio configured (LABEL_STUDIO_URL unset): wrote %d tasks (%d "

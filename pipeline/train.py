@@ -8,6 +8,10 @@ best epoch's validation scores and the training labels' class counts, which the 
 come from) and the per-epoch curves `plots/train/history.csv`. The run, its curves and the model
 go to MLflow.
 
+`train.labeled_fraction` below 1 is LSA's limited-label protocol: the model trains on that
+seeded, stratified share of the training sketches' labels (`train.labeled_seed`), the others
+unused; validation and test stay whole. The report records the share and how many sketches.
+
 `train.processes` above 1 trains data-parallel on this machine: the stage checks its inputs and
 the tracking server, then starts that many copies of itself through torchrun (esgar.distributed);
 rank 0 writes every output and the one MLflow run. Started by torchrun directly (several
@@ -20,12 +24,14 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import torch
 
 from esgar import log as esgar_log
 from esgar import schema
 from esgar.data.dataset import SketchDataset
+from esgar.data.splits import labeled_subset
 from esgar.data.table import load_table
 from esgar.device import resolve_device, resolve_precision
 from esgar.distributed import Ranks, launch, under_torchrun
@@ -42,6 +48,20 @@ from pipeline.params.model import ModelParams, TrainParams
 
 log = logging.getLogger("pipeline.train")
 OWNER = "train"
+
+
+def limited(train_rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The training rows whose labels are used: all, or LSA's seeded stratified `fraction`."""
+    if fraction >= 1:
+        return train_rows
+    keep = labeled_subset(train_rows[list(schema.ATTRIBUTE_NAMES)].to_numpy(np.int64),
+                          [a.num_classes for a in schema.ATTRIBUTES], fraction, seed)
+    missing = [a.name for a in schema.ATTRIBUTES
+               if len(np.unique(train_rows.loc[keep, a.name])) < 2]
+    log.info("limited labels: training on %d of %d training sketches (%.1f %%, seed %d)%s",
+             keep.sum(), len(keep), 100 * fraction, seed,
+             f"; only one class left of {', '.join(missing)}" if missing else "")
+    return train_rows[keep]
 
 
 def main() -> None:
@@ -69,8 +89,9 @@ def main() -> None:
     net = create_model(mp.backbone, mp.head, region_names=regions,
                        attribute_regions=mp.attribute_regions, pretrained=mp.pretrained,
                        img_size=mp.img_size, **mp.kwargs())
-    data = {split: SketchDataset.for_model(net, table[table["split"] == split], mp.masks,
-                                           train=split == "train")
+    rows = {split: table[table["split"] == split] for split in ("train", "val")}
+    rows["train"] = limited(rows["train"], tp.labeled_fraction, tp.labeled_seed)
+    data = {split: SketchDataset.for_model(net, rows[split], mp.masks, train=split == "train")
             for split in ("train", "val")}
     fit = partial(train, net, data["train"], data["val"], tp.config(), tp.out, resume=tp.resume,
                   ranks=ranks)
@@ -79,7 +100,7 @@ def main() -> None:
         return
     precision = resolve_precision(tp.precision, resolve_device(tp.device))
     tags = {"stage": "train", "head": mp.head, "backbone": mp.backbone, **precision.tags(),
-            "processes": str(ranks.world),
+            "processes": str(ranks.world), "labeled_fraction": str(tp.labeled_fraction),
             **tracking.data_version([str(mp.table), str(mp.masks)])}
     recipe = mask_recipe(mp.masks)  # how new sketches' masks must be made (esgar predict)
     logged = {"model": mp.model_dump(mode="json", by_alias=True),
@@ -102,7 +123,11 @@ def main() -> None:
                  masks=recipe, precision=result.precision)
     # the class counts the loss's priors came from (relabels change them)
     write_json(tp.report, {**summary, "processes": ranks.world,
-                           "class_counts": result.class_counts})
+                           "class_counts": result.class_counts,
+                           **({"labeled": {"fraction": tp.labeled_fraction,
+                                           "seed": tp.labeled_seed,
+                                           "samples": len(rows["train"])}}
+                              if tp.labeled_fraction < 1 else {})})
     write_json(tp.metrics, {k: summary[k] for k in ("best_epoch", "epochs_run")})
     log.info("best epoch %d, val mean balanced accuracy %.4f (MLflow run %s)",
              result.best_epoch, result.best_score, run_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from esgar import schema
 from tests.helpers import copy_repo, silent_server
 
 # A real Label Studio server per test (`labelstudio`); a tiny repository built once (`tiny_repo`).
@@ -43,6 +44,15 @@ def _forget_tracking_uri() -> None:
     tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
     if tracking is not None:  # not imported yet: nothing to forget
         tracking.set_tracking_uri(None)
+
+
+@pytest.fixture(autouse=True)
+def _fs2k_schema():
+    """The schema in use is per process (a stage puts its dataset's in use): every test starts
+    and ends with FS2K's, whatever an earlier test on the same worker used."""
+    schema.use(schema.FS2K)
+    yield
+    schema.use(schema.FS2K)
 
 
 @pytest.fixture(autouse=True)

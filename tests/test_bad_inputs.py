@@ -291,8 +291,9 @@ CASES = [
     # push, pull
     Case("manifest-missing", "push", "data", r"nowhere.parquet: missing \(run the select stage",
          {"push": {"manifest": "nowhere.parquet"}}),
-    Case("label-config-missing", "push", "params", r"push.label_config: Path does not point to "
-         r"a file \(got 'nowhere.xml'\)", {"push": {"label_config": "nowhere.xml"}}),
+    Case("label-config-missing", "push", "params", r"push.label_config: no such file "
+         r"'nowhere.xml' \(give Label Studio's interface file, or from_schema",
+         {"push": {"label_config": "nowhere.xml"}}),
     Case("project-short", "push", "params", r"labelstudio.project: .*at least 3 characters",
          {"labelstudio": {"project": "x"}}),
     Case("folds-over-sketches", "crossfit", "params", r"crossfit.folds 5000: the \d+ train and "

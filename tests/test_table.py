@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from esgar import schema
-from esgar.data.splits import iterative_split
+from esgar.data.splits import iterative_split, labeled_subset
 from esgar.data.table import assign_splits, build_sample_table, counts_by_split
 
 
@@ -29,6 +29,23 @@ def test_iterative_split_keeps_every_class_share():
         want = np.array(schema.FS2K_COUNTS["train"][a.name]) * 0.15
         assert np.all(np.abs(got - want) <= 4), (a.name, got, want)
         assert np.all(got > 0), f"{a.name}: a class vanished from val"
+
+
+@pytest.mark.parametrize("fraction", [0.005, 0.05, 0.1])
+def test_limited_labels_are_a_seeded_stratified_share(fraction):
+    labels = fs2k_like_labels()
+    k = [a.num_classes for a in schema.ATTRIBUTES]
+    keep = labeled_subset(labels, k, fraction, seed=1)
+    assert abs(keep.sum() - fraction * len(labels)) <= 3
+    assert np.array_equal(keep, labeled_subset(labels, k, fraction, seed=1))
+    assert not np.array_equal(keep, labeled_subset(labels, k, fraction, seed=2))
+    if fraction >= 0.05:  # enough rows for every class's share to show
+        for j, a in enumerate(schema.ATTRIBUTES):
+            share = np.bincount(labels[keep, j], minlength=a.num_classes) / keep.sum()
+            want = np.array(schema.FS2K_COUNTS["train"][a.name]) / len(labels)
+            assert np.abs(share - want).max() < 0.06, a.name
+    assert labeled_subset(labels, k, 1.0, seed=1).all()
+    assert labeled_subset(labels[:3], k, 0.01, seed=0).sum() == 1  # never none
 
 
 def test_iterative_split_is_seeded():

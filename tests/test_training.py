@@ -37,7 +37,7 @@ class Toy(Dataset):
 def config(**kw) -> TrainConfig:
     """params.yaml's train settings (the library has no defaults of its own), changed by kw."""
     p = {k: v for k, v in repo_params("train").items()
-         if k not in ("resume", "processes", "out", "metrics", "report", "history")}
+         if k in TrainConfig.model_fields}
     return TrainConfig(**{**p, "batch_size": 8, "device": "cpu", **kw})
 
 

@@ -45,8 +45,10 @@ def _label_matrix(table: pd.DataFrame, attributes: tuple[str, ...]) -> np.ndarra
 
 
 def assign_folds(table: pd.DataFrame, folds: int, seed: int,
-                 attributes: tuple[str, ...] = schema.ATTRIBUTE_NAMES) -> np.ndarray:
-    """int [N]: the fold of each row of `table`, stratified on every attribute's current label."""
+                 attributes: tuple[str, ...] | None = None) -> np.ndarray:
+    """int [N]: the fold of each row of `table`, stratified on every attribute's current label
+    (`attributes`: default the schema's)."""
+    attributes = schema.ATTRIBUTE_NAMES if attributes is None else attributes
     num_classes = [schema.attribute(a).num_classes for a in attributes]
     return iterative_folds(_label_matrix(table, attributes), num_classes, folds, seed)
 
@@ -161,7 +163,7 @@ def crossfit_features(table: pd.DataFrame, mask_dir: str | Path, net: AttributeM
                       folds: int, seed: int, c: float, batch_size: int = 64,
                       device: str = "auto", precision: str = "auto",
                       extra: pd.DataFrame | None = None,
-                      attributes: tuple[str, ...] = schema.ATTRIBUTE_NAMES) -> pd.DataFrame:
+                      attributes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Out-of-sample probabilities of every row of `table` (and of `extra`) from `net`'s
     per-attribute descriptors and a logistic regression (inverse regularisation `c`) per
     attribute, cross-fitted on `folds` folds stratified as `crossfit`'s.
@@ -169,6 +171,7 @@ def crossfit_features(table: pd.DataFrame, mask_dir: str | Path, net: AttributeM
     net: the trained model (`load_trained`); it must model every one of `attributes`. The same
     frame as `crossfit` returns (sample_id, split, fold, per attribute the label and `<a>_prob`).
     """
+    attributes = schema.ATTRIBUTE_NAMES if attributes is None else attributes
     missing = [a for a in attributes if a not in net.attributes]
     if missing:
         raise ConfigError(f"the trained model has no classifier for {', '.join(missing)} "

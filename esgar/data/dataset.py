@@ -55,13 +55,14 @@ class SketchDataset(Dataset):
     def __init__(self, table: pd.DataFrame, mask_dir: str | Path | None,
                  region_names: Sequence[str], img_size: int, grid: tuple[int, int],
                  train: bool, *, mean: Sequence[float], std: Sequence[float],
-                 cache: bool = True, attributes: Sequence[str] = schema.ATTRIBUTE_NAMES):
+                 cache: bool = True, attributes: Sequence[str] | None = None):
         self.table = table.reset_index(drop=True)
         self.mask_dir = Path(mask_dir) if mask_dir is not None else None
         self.region_names = tuple(region_names)
         self.img_size, self.grid, self.train = img_size, tuple(grid), train
         # pooled by the rule the store's grids were made with (masks.grid_rule)
         self.grid_rule = read_meta(mask_dir)["grid_rule"] if mask_dir is not None else "soft"
+        attributes = schema.ATTRIBUTE_NAMES if attributes is None else attributes
         self.labels = torch.tensor(self.table[list(attributes)].to_numpy(np.int64))
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
         self._region_index: list[int] | None = None

@@ -15,7 +15,7 @@ The table has one row per photo/sketch pair:
 | `fs2k_split` | the annotation file it came from: `train` or `test` |
 | `photo_path`, `sketch_path` | paths as given root / relative path (POSIX) |
 | `width`, `height` | pixel size of the sketch (= the photo's) |
-| `<attribute>` | the label, int, for every attribute of `schema.ATTRIBUTES` |
+| `<attribute>` | the label, int, for every attribute of `schema.FS2K.attributes` |
 | `skin_color`, `lip_color`, `eye_color` | list of floats, or None where FS2K has no value |
 """
 
@@ -38,7 +38,7 @@ from esgar import log, schema
 from esgar.errors import EsgarError
 from esgar.data import layout
 
-REQUIRED_KEYS = frozenset({"image_name", *schema.ATTRIBUTE_NAMES})
+REQUIRED_KEYS = frozenset({"image_name", *schema.FS2K.names})
 KNOWN_KEYS = REQUIRED_KEYS | set(schema.COLOR_FIELDS) | {"skin_patch"}
 
 
@@ -154,7 +154,7 @@ def _parse_record(rec: Any, file: Path, index: int, report: Report) -> dict[str,
                    name)
     row: dict[str, Any] = {"sample_id": layout.sample_id(name), "image_name": name,
                            "subset": name.split("/")[0]}
-    for attr in schema.ATTRIBUTES:
+    for attr in schema.FS2K.attributes:
         label = _parse_label(attr, rec[attr.name])
         if label is None:
             report.add("error", "bad_label", file,
@@ -315,8 +315,8 @@ def read_fs2k(root: str | Path, progress: bool = True) -> tuple[pd.DataFrame, Re
         raise FS2KError(f"{root}: no usable photo/sketch pair\n{report.format()}")
     table = pd.DataFrame(rows)
     cols = ["sample_id", "image_name", "subset", "fs2k_split", "photo_path", "sketch_path",
-            "width", "height", *schema.ATTRIBUTE_NAMES, *schema.COLOR_FIELDS]
+            "width", "height", *schema.FS2K.names, *schema.COLOR_FIELDS]
     table = table[cols].sort_values("sample_id", kind="stable").reset_index(drop=True)
-    for name in schema.ATTRIBUTE_NAMES:
+    for name in schema.FS2K.names:
         table[name] = table[name].astype("int64")
     return table, report

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["iterative_folds", "iterative_split", "iterative_stratification"]
+__all__ = ["iterative_folds", "iterative_split", "iterative_stratification", "labeled_subset"]
 
 
 def iterative_stratification(labels: np.ndarray, num_classes: Sequence[int],
@@ -70,3 +70,16 @@ def iterative_folds(labels: np.ndarray, num_classes: Sequence[int], folds: int,
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
     return iterative_stratification(labels, num_classes, [1 / folds] * folds, seed)
+
+
+def labeled_subset(labels: np.ndarray, num_classes: Sequence[int], fraction: float, seed: int
+                   ) -> np.ndarray:
+    """bool [N]: the seeded, stratified `fraction` of N samples (labels int [N, A]) whose labels
+    a limited-label run trains on (LSA's protocol); at least one sample, and every sample at 1."""
+    n = len(labels)
+    if fraction >= 1:
+        return np.ones(n, bool)
+    keep = iterative_split(labels, num_classes, fraction, seed)
+    if not keep.any() and n:
+        keep[np.random.default_rng(seed).integers(n)] = True
+    return keep

@@ -63,7 +63,7 @@ def assign_labels(n: int, priors: dict[str, Sequence[float]], rng: np.random.Gen
                   ) -> dict[str, np.ndarray]:
     """Labels of n pairs of one split by exact quotas; hair_color is 3 (no hair) iff hair is 1."""
     labels = {a.name: _shuffled(quota(n, priors[a.name]), rng)
-              for a in schema.ATTRIBUTES if a.name != "hair_color"}
+              for a in schema.FS2K.attributes if a.name != "hair_color"}
     haired = labels["hair"] == 0
     weights = np.array(priors["hair_color"], dtype=float)
     weights[schema.HAIR_COLOR_NO_HAIR] = 0
@@ -100,7 +100,7 @@ def apply_noise(labels: dict[str, np.ndarray], noise: dict[str, dict[int, NoiseR
             noisy["hair_color"][i] = new_c
 
     for attr in sorted(noise):
-        k = schema.BY_NAME[attr].num_classes
+        k = schema.FS2K.by_name[attr].num_classes
         for cls in sorted(noise[attr]):
             row = noise[attr][cls]
             members = np.flatnonzero(labels[attr] == cls)
@@ -134,11 +134,11 @@ def noise_problems(noise: dict[str, dict[int, Any]]) -> list[str]:
     """
     problems = []
     for attr, rows in noise.items():
-        if attr not in schema.BY_NAME:
+        if attr not in schema.FS2K.by_name:
             problems.append(f"noise: unknown attribute {attr!r}; attributes are "
-                            f"{', '.join(schema.ATTRIBUTE_NAMES)}")
+                            f"{', '.join(schema.FS2K.names)}")
             continue
-        k = schema.BY_NAME[attr].num_classes
+        k = schema.FS2K.by_name[attr].num_classes
         for cls, row in rows.items():
             where = f"noise.{attr}.{cls}"
             if not 0 <= int(cls) < k:
@@ -397,7 +397,7 @@ def _check_args(pairs: int, priors: dict, noise: dict, label_orders: Sequence[st
         if order not in LABEL_ORDERS:
             raise ConfigError(f"unknown label order {order!r}; known: {', '.join(LABEL_ORDERS)}")
     for attr, per_split in priors.items():
-        a = schema.attribute(attr)
+        a = schema.FS2K.attribute(attr)
         for split, w in per_split.items():
             if split not in SUBSET_SHARE or len(w) != a.num_classes or min(w) < 0 or sum(w) <= 0:
                 raise ConfigError(f"priors[{attr}][{split}] must be {a.num_classes} non-negative "
@@ -433,7 +433,7 @@ def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OutputError(f"{out_dir} exists and is not empty; remove it or pick another folder")
     all_priors = {s: {a.name: given.get(a.name, {}).get(s, schema.FS2K_COUNTS[s][a.name])
-                      for a in schema.ATTRIBUTES} for s in ("train", "test")}
+                      for a in schema.FS2K.attributes} for s in ("train", "test")}
     n_split = dict(zip(("train", "test"), quota(pairs, [schema.FS2K_PAIRS["train"],
                                                         schema.FS2K_PAIRS["test"]])))
     records: dict[str, list[dict[str, Any]]] = {}
@@ -457,10 +457,10 @@ def generate(out_dir: str | Path, pairs: int = 2104, seed: int = 0, *,
             jobs.append(_Job(len(jobs), image_name, {a: int(true[a][i]) for a in true},
                              seed, str(out_dir), tuple(label_orders)))
             recs.append({"image_name": image_name,
-                         **{a.name: int(noisy[a.name][i]) for a in schema.ATTRIBUTES}})
+                         **{a.name: int(noisy[a.name][i]) for a in schema.FS2K.attributes}})
         flips_log += [(recs[i]["image_name"], split, a, t, v) for i, a, t, v in flips]
         counts[split] = {a.name: np.bincount(noisy[a.name], minlength=a.num_classes).tolist()
-                         for a in schema.ATTRIBUTES}
+                         for a in schema.FS2K.attributes}
         records[split] = recs
     _make_dirs(out_dir, jobs, label_orders)
     colours = _draw_all(jobs, workers, progress)
@@ -516,7 +516,7 @@ def _write_annotations(root: Path, records: dict[str, list[dict]], colours: dict
                     c[name] = _missing([0.0] * schema.COLOR_FIELDS[name], form % 3)
                     form += 1
             out.append({"image_name": rec["image_name"], **c,
-                        **{a: rec[a] for a in schema.ATTRIBUTE_NAMES}})
+                        **{a: rec[a] for a in schema.FS2K.names}})
         (root / "FS2K" / layout.ANNOTATION_FILES[split]).write_text(json.dumps(out))
 
 

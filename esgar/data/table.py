@@ -1,9 +1,15 @@
-"""The one sample table every stage reads: FS2K's records, splits and current labels.
+"""The one sample table every stage reads: the dataset's records, splits and current labels.
 
-Columns beyond those of `esgar.data.fs2k`: `split` (train / val / test; val is carved out of
-FS2K's train split, test is FS2K's test split and is never used to pick models), and per
-attribute `<attr>` (current label), `<attr>_orig` (FS2K's label), `<attr>_source`
-(`fs2k` or `relabel`).
+Columns beyond those of the dataset's reader (`esgar.data.fs2k`, `esgar.data.celeba`...):
+`split` (train / val / test; val is the dataset's own where it has one, else carved out of its
+train split; test is the dataset's and is never used to pick models), and per attribute of the
+schema `<attr>` (current label), `<attr>_orig` (the dataset's label), `<attr>_source`
+(`fs2k`, the dataset's label whichever the dataset, or `relabel`).
+
+A table of another dataset than FS2K names its schema in the parquet file's metadata
+(`DataFrame.attrs["schema"]`); a table without one is FS2K's (so FS2K's table is byte for byte
+what it was before datasets became a setting). `load_table` refuses a table of another dataset
+than the one in use.
 """
 
 from __future__ import annotations
@@ -26,12 +32,16 @@ class TableError(EsgarError, ValueError):
 
 
 def assign_splits(table: pd.DataFrame, val_fraction: float, seed: int) -> pd.Series:
-    """train / val / test per row. Stratified on FS2K's original labels, so a relabel never
-    moves a sample between train and val."""
+    """train / val / test per row: the dataset's own (`fs2k_split` for FS2K, `dataset_split`
+    for the others). Where the dataset has no val split, val is carved out of train, stratified
+    on the dataset's labels, so a relabel never moves a sample between train and val."""
+    own = table["dataset_split"] if "dataset_split" in table else table["fs2k_split"]
     split = pd.Series("test", index=table.index, dtype=object)
-    train = table.index[table["fs2k_split"] == "train"]
+    train = table.index[own == "train"]
     split[train] = "train"
-    if val_fraction > 0 and len(train) > 1:
+    if (own == "val").any():
+        split[table.index[own == "val"]] = "val"
+    elif val_fraction > 0 and len(train) > 1:
         labels = table.loc[train, [f"{n}_orig" for n in schema.ATTRIBUTE_NAMES]].to_numpy()
         is_val = iterative_split(labels, [a.num_classes for a in schema.ATTRIBUTES],
                                  val_fraction, seed)
@@ -48,6 +58,8 @@ def build_sample_table(fs2k: pd.DataFrame, val_fraction: float, seed: int,
     table = fs2k.rename(columns={n: f"{n}_orig" for n in schema.ATTRIBUTE_NAMES})
     table, warnings = apply_relabels(table, snapshot)
     table.insert(1, "split", assign_splits(table, val_fraction, seed))
+    if schema.active() != schema.FS2K:
+        table.attrs["schema"] = schema.active().to_dict()
     return table, warnings
 
 
@@ -67,6 +79,11 @@ def load_table(path: str | Path) -> pd.DataFrame:
         raise TableError(f"{path}: no sample table (run the prepare stage)") from None
     except (OSError, ValueError) as e:
         raise TableError(f"{path}: not a readable parquet file ({e})") from None
+    own = table.attrs.get("schema", {}).get("name", "fs2k")
+    if own != schema.active().name:
+        raise TableError(f"{path}: a table of {own}, but the dataset in use is "
+                         f"{schema.active().name} (data.dataset in params.yaml); run the "
+                         "prepare stage again")
     need = {"sample_id", "split", "sketch_path", "photo_path", *schema.ATTRIBUTE_NAMES}
     missing = sorted(need - set(table.columns))
     if missing:

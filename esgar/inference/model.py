@@ -21,10 +21,11 @@ from pydantic import (
     model_validator,
 )
 
+from esgar import schema
 from esgar.masks.grids import RULES
 from esgar.masks.labels import CANONICAL_CLASSES, LABEL_ORDERS
 from esgar.masks.parsers import PARSERS
-from esgar.models.factory import AttributeModel, ModelLoadError, load_trained
+from esgar.models.factory import AttributeModel, ModelLoadError, load_trained, model_schema
 
 __all__ = ["RECIPE_KEYS", "Predictor", "Recipe"]
 
@@ -94,4 +95,6 @@ class Predictor:
         if missing:
             raise ModelLoadError(f"{where}: the model's region(s) {', '.join(missing)} are not "
                                  f"in its mask recipe ({', '.join(regions)})")
+        # the class names of the answers are the model's dataset's, whatever params.yaml says
+        schema.use(model_schema(net.config))
         return cls(net, {**recipe, "regions": regions}, source or str(model_dir))

@@ -23,17 +23,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from esgar import schema
+from esgar import schema as _schema
 from esgar.errors import ConfigError, EsgarError
 from esgar.io import atomic_path, write_json
 from esgar.models.backbones import Backbone, create_backbone
 from esgar.models.heads import (
     check_head_kwargs, check_model_regions, create_head, list_heads,
 )
-from esgar.schema import Attribute
+from esgar.schema import Attribute, Schema
 
 __all__ = ["AttributeModel", "ModelLoadError", "check_model_regions", "create_model",
-           "load_trained", "save_trained", "save_weights"]
+           "load_trained", "model_schema", "save_trained", "save_weights"]
 
 MODEL_FILE = "model.json"
 
@@ -78,16 +78,23 @@ class AttributeModel(nn.Module):
         return self.head(self.backbone(images), region_grids, return_attention=return_attention)
 
 
-def _attributes(attributes: Sequence[Attribute | str] | None) -> tuple[Attribute, ...]:
+def _attributes(attributes: Sequence[Attribute | str] | None, of: Schema
+                ) -> tuple[Attribute, ...]:
     if attributes is None:
-        return schema.ATTRIBUTES
-    return tuple(a if isinstance(a, Attribute) else schema.attribute(a) for a in attributes)
+        return of.attributes
+    return tuple(a if isinstance(a, Attribute) else of.attribute(a) for a in attributes)
+
+
+def model_schema(config: Mapping[str, Any]) -> Schema:
+    """The schema a model's config was built for: FS2K's unless the config carries another."""
+    d = config.get("schema")
+    return _schema.FS2K if d is None else Schema.from_dict(d, "the model's schema")
 
 
 def create_model(backbone: str, head: str, *, region_names: Sequence[str],
                  attribute_regions: Mapping[str, str], pretrained: bool | str | Path,
                  img_size: int | None, attributes: Sequence[Attribute | str] | None = None,
-                 **head_kwargs: Any) -> AttributeModel:
+                 schema: Mapping[str, Any] | None = None, **head_kwargs: Any) -> AttributeModel:
     """Build an `AttributeModel`.
 
     backbone: a timm model name. head: one of `list_heads()`.
@@ -97,13 +104,17 @@ def create_model(backbone: str, head: str, *, region_names: Sequence[str],
     pretrained: True (timm hub weights; fails clearly when unreachable), a local weights file,
       or False (random init). No default: say which.
     img_size: input side in pixels (None: the backbone's default).
-    attributes: `Attribute`s or names (default: all of `schema.ATTRIBUTES`).
+    attributes: `Attribute`s or names (default: all of the schema's).
+    schema: the description of the dataset's schema (`Schema.to_dict()`) the names refer to;
+      default the schema in use. Kept in the config unless it is FS2K's, so a saved model
+      rebuilds in a process using another dataset.
     head_kwargs: passed to the head (e.g. esg: pooling, num_heads, hidden, dropout).
     """
     if head not in list_heads():
         raise ConfigError(f"unknown head {head!r}; known heads: {', '.join(list_heads())}")
     check_head_kwargs(head, head_kwargs)
-    attrs = _attributes(attributes)
+    of = _schema.active() if schema is None else Schema.from_dict(schema, "schema")
+    attrs = _attributes(attributes, of)
     check_model_regions([a.name for a in attrs], region_names, attribute_regions)
     regions_of = {a.name: attribute_regions[a.name] for a in attrs}
     names = tuple(region_names)
@@ -113,6 +124,8 @@ def create_model(backbone: str, head: str, *, region_names: Sequence[str],
               "region_names": list(names), "attribute_regions": regions_of,
               "pretrained": pretrained if isinstance(pretrained, bool) else str(pretrained),
               "img_size": bb.img_size, **head_kwargs}
+    if of != _schema.FS2K:
+        config["schema"] = of.to_dict()
     return AttributeModel(bb, hd, attrs, names, regions_of, config)
 
 

@@ -21,9 +21,11 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from esgar import schema
+from esgar.data.datasets import dataset_schema
 from esgar.errors import ConfigError
 
-__all__ = ["Positive", "Section", "Share", "attribute_map", "load", "one_of"]
+__all__ = ["Positive", "Section", "Share", "attribute_map", "load", "one_of",
+           "with_default_regions"]
 
 
 def one_of(*names: str):
@@ -36,12 +38,32 @@ def one_of(*names: str):
 
 
 def attribute_map(value: dict[str, Any]) -> dict[str, Any]:
-    """Validator: the keys of `value` are attributes of the schema."""
+    """Validator: the keys of `value` are attributes of the schema in use."""
     unknown = [a for a in value if a not in schema.BY_NAME]
     if unknown:
-        raise ValueError(f"unknown attribute(s) {', '.join(unknown)}; attributes are "
-                         f"{', '.join(schema.ATTRIBUTE_NAMES)}")
+        raise ValueError(f"unknown attribute(s) {', '.join(unknown)}; the attributes of "
+                         f"{schema.active().name} are {', '.join(schema.ATTRIBUTE_NAMES)}")
     return value
+
+
+def with_default_regions(value: Any) -> Any:
+    """Validator (before): an attribute missing from an `attribute_regions` map sees the region
+    its schema gives it, so a dataset's own table needs no listing in params.yaml."""
+    if isinstance(value, dict):
+        return {**schema.active().regions, **value}
+    return value
+
+
+def _use_dataset(raw: dict[str, Any]) -> str | None:
+    """Put `data.dataset`'s schema in use (FS2K where the file names none), before any section
+    is checked against it; a problem line, or None."""
+    data = raw.get("data")
+    name = data.get("dataset", "fs2k") if isinstance(data, dict) else "fs2k"
+    try:
+        schema.use(dataset_schema(str(name)))
+    except KeyError as e:
+        return f"data.dataset: {e.args[0]}"
+    return None
 
 
 class Section(BaseModel):
@@ -103,7 +125,7 @@ def load(path: str | Path, **sections: type[BaseModel]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected sections (data:, prepare:, ...), got "
                           f"{type(raw).__name__}")
-    problems, out = [], {}
+    problems, out = [p for p in [_use_dataset(raw)] if p], {}
     for name, model in sections.items():
         if not isinstance(raw.get(name), dict):
             problems.append(f"{name}: section missing or not a mapping")

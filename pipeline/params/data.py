@@ -1,4 +1,4 @@
-"""params.yaml's `data` section: where FS2K comes from (the download stage)."""
+"""params.yaml's `data` section: which dataset, and where it comes from (the download stage)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
+from esgar.data.datasets import DATASETS
 from esgar.data.download import SOURCES
 from esgar.data.synthetic import noise_problems
 from esgar.masks.labels import LABEL_ORDERS
@@ -31,6 +32,7 @@ class SyntheticParams(Section):
 
 
 class DataParams(Section):
+    dataset: Annotated[str, one_of(*DATASETS)]
     source: Annotated[str, one_of(*SOURCES)]
     gdrive_id: str
     url: str

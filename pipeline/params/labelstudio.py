@@ -7,11 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field, FilePath
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from esgar.active.consensus import METHODS
+from esgar.active.label_config import FROM_SCHEMA
 from esgar.active.tasks import PREFILLS
-from pipeline.params.base import Positive, Section, Share, attribute_map, one_of
+from pipeline.params.base import (
+    Positive,
+    Section,
+    Share,
+    attribute_map,
+    one_of,
+    with_default_regions,
+)
 
 __all__ = ["LabelStudioParams", "ModelPaths", "PullParams", "PushParams"]
 
@@ -24,12 +32,20 @@ class LabelStudioParams(Section):
     annotators_per_task: Annotated[int, Field(ge=1, le=10)]
 
 
+def _interface(value: str) -> str:
+    """push.label_config: an interface file, or `from_schema` (generated from the schema)."""
+    if value != FROM_SCHEMA and not Path(value).is_file():
+        raise ValueError(f"no such file {value!r} (give Label Studio's interface file, or "
+                         f"{FROM_SCHEMA} to generate it from the dataset's schema)")
+    return value
+
+
 class PushParams(Section):
     manifest: Path
     probs: Path
     relabels: Path
     truth: Path
-    label_config: FilePath
+    label_config: Annotated[str, AfterValidator(_interface)]
     prefill: Annotated[str, one_of(*PREFILLS)]
     hints: bool
     gold_share: Annotated[float, Field(ge=0, lt=1)]
@@ -59,4 +75,5 @@ class ModelPaths(Section):
 
     table: Path
     masks: Path
-    attribute_regions: Annotated[dict[str, str], AfterValidator(attribute_map)]
+    attribute_regions: Annotated[dict[str, str], AfterValidator(attribute_map),
+                                 BeforeValidator(with_default_regions)]

@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from esgar import schema
 from esgar.errors import ConfigError
 from esgar.models.backbones import check_backbone_name
 from esgar.models.heads import check_head_kwargs, list_heads
 from esgar.training import TrainConfig
-from pipeline.params.base import Positive, Section, attribute_map, one_of
+from pipeline.params.base import Positive, Section, attribute_map, one_of, with_default_regions
 
 __all__ = ["CrossfitParams", "EvaluateParams", "ModelParams", "TrainParams"]
 
@@ -41,7 +41,9 @@ class ModelParams(Section):
     head_kwargs: dict[str, dict[str, Any]]
     table: Path
     masks: Path
-    attribute_regions: Annotated[dict[str, str], AfterValidator(attribute_map)]
+    # the schema's regions, overridden by the ones given (ESGAR's table for FS2K)
+    attribute_regions: Annotated[dict[str, str], AfterValidator(attribute_map),
+                                 BeforeValidator(with_default_regions)]
 
     @model_validator(mode="after")
     def _check(self) -> ModelParams:
@@ -53,9 +55,6 @@ class ModelParams(Section):
                     check_head_kwargs(h, kwargs)
                 except ConfigError as e:
                     problems.append(f"head_kwargs.{h}: {e}")
-        missing = [a for a in schema.ATTRIBUTE_NAMES if a not in self.attribute_regions]
-        if missing:
-            problems.append(f"attribute_regions: no region for {', '.join(missing)}")
         if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
             problems.append(f"pretrained: {self.pretrained} is not a file (give a weights "
                             "file, true for timm's hub weights, or false)")
@@ -73,6 +72,8 @@ class TrainParams(TrainConfig):
 
     resume: bool
     processes: Annotated[int, Field(ge=1)]
+    labeled_fraction: Annotated[float, Field(gt=0, le=1)]
+    labeled_seed: int
     out: Path
     metrics: Path
     report: Path
@@ -88,7 +89,8 @@ class TrainParams(TrainConfig):
     def config(self) -> TrainConfig:
         """The library's part: how to train, without where to write or in how many processes."""
         return TrainConfig(**self.model_dump(
-            exclude={"resume", "processes", "out", "metrics", "report", "history"}))
+            exclude={"resume", "processes", "labeled_fraction", "labeled_seed", "out", "metrics",
+                     "report", "history"}))
 
 
 class EvaluateParams(Section):
