@@ -11,6 +11,7 @@ Training (validation), evaluation, cross-fitting and `esgar.inference` all go th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,12 +62,12 @@ def predictions_frame(table: pd.DataFrame, split: str, logits: Mapping[str, np.n
     """One row per predicted sample: sample_id, split, and per attribute its current label,
     `<a>_pred` (argmax) and `<a>_prob` (float32 [C]). `index`: rows of `table`."""
     rows = table.iloc[index]
-    out = pd.DataFrame({"sample_id": rows["sample_id"].to_numpy(), "split": split})
-    for a, p in probabilities(logits).items():
-        out[a] = rows[a].to_numpy()
-        out[f"{a}_pred"] = p.argmax(1)
-        out[f"{a}_prob"] = list(p)
-    return out
+    cols: dict[str, Any] = {"sample_id": rows["sample_id"].to_numpy(), "split": split}
+    for a, p in probabilities(logits).items():  # built whole: 40 attributes x 3 columns
+        cols[a] = rows[a].to_numpy()
+        cols[f"{a}_pred"] = p.argmax(1)
+        cols[f"{a}_prob"] = list(p)
+    return pd.DataFrame(cols)
 
 
 @torch.inference_mode()

@@ -107,9 +107,10 @@ def main() -> None:
             tracking.log_artifact(png, "plots")
     for split, m in results.items():
         log.info("%s: mean balanced acc %.4f [%.4f, %.4f], mean macro-F1 %.4f, paper-style mean "
-                 "acc (6 attributes) %.4f", split, m["mean_bacc"],
+                 "acc (%d attributes) %.4f", split, m["mean_bacc"],
                  m.get("mean_bacc_ci_low", float("nan")), m.get("mean_bacc_ci_high", float("nan")),
-                 m["mean_macro_f1"], m.get(paper_key(), float("nan")))
+                 m["mean_macro_f1"], len(schema.PAPER_ATTRIBUTES),
+                 m.get(paper_key(), float("nan")))
 
 
 if __name__ == "__main__":

@@ -24,15 +24,13 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-import numpy as np
 import pandas as pd
 import torch
 
 from esgar import log as esgar_log
 from esgar import schema
 from esgar.data.dataset import SketchDataset
-from esgar.data.splits import labeled_subset
-from esgar.data.table import load_table
+from esgar.data.table import labeled_rows, load_table
 from esgar.device import resolve_device, resolve_precision
 from esgar.distributed import Ranks, launch, under_torchrun
 from esgar.errors import ConfigError
@@ -48,20 +46,6 @@ from pipeline.params.model import ModelParams, TrainParams
 
 log = logging.getLogger("pipeline.train")
 OWNER = "train"
-
-
-def limited(train_rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    """The training rows whose labels are used: all, or LSA's seeded stratified `fraction`."""
-    if fraction >= 1:
-        return train_rows
-    keep = labeled_subset(train_rows[list(schema.ATTRIBUTE_NAMES)].to_numpy(np.int64),
-                          [a.num_classes for a in schema.ATTRIBUTES], fraction, seed)
-    missing = [a.name for a in schema.ATTRIBUTES
-               if len(np.unique(train_rows.loc[keep, a.name])) < 2]
-    log.info("limited labels: training on %d of %d training sketches (%.1f %%, seed %d)%s",
-             keep.sum(), len(keep), 100 * fraction, seed,
-             f"; only one class left of {', '.join(missing)}" if missing else "")
-    return train_rows[keep]
 
 
 def main() -> None:
@@ -90,7 +74,7 @@ def main() -> None:
                        attribute_regions=mp.attribute_regions, pretrained=mp.pretrained,
                        img_size=mp.img_size, **mp.kwargs())
     rows = {split: table[table["split"] == split] for split in ("train", "val")}
-    rows["train"] = limited(rows["train"], tp.labeled_fraction, tp.labeled_seed)
+    rows["train"] = labeled_rows(rows["train"], tp.labeled_fraction, tp.labeled_seed)
     data = {split: SketchDataset.for_model(net, rows[split], mp.masks, train=split == "train")
             for split in ("train", "val")}
     fit = partial(train, net, data["train"], data["val"], tp.config(), tp.out, resume=tp.resume,

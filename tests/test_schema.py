@@ -66,7 +66,7 @@ def test_the_schema_in_use_follows_params_yaml(tmp_path):
     assert schema.active() == schema.FS2K
 
 
-@pytest.mark.bad_input
+@pytest.mark.bad_input(stage="prepare", kind="params")
 @pytest.mark.parametrize("text, message", [
     ("name: x\nattributes: {smile: {classes: [no, yes]}}",
      "attribute smile: classes must be two or more distinct names \\(quote yes/no"),

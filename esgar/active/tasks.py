@@ -70,13 +70,18 @@ def prefilled_answers(questions: Sequence[str], guess: Mapping[str, str],
     return out
 
 
+def title(attribute: str) -> str:
+    """How a task names an attribute: FS2K's words, else the attribute's name in words."""
+    return TITLES.get(attribute, attribute.replace("_", " ").lower())
+
+
 def question_text(questions: Sequence[str], guess: Mapping[str, str],
                   labels: Mapping[str, str], hints: bool) -> str:
     """The task's line naming what to check (with the label and the guess under `hints`)."""
     if hints:
-        parts = [f"{TITLES[a]} (labelled {labels[a]}, model says {guess[a]})" for a in questions]
+        parts = [f"{title(a)} (labelled {labels[a]}, model says {guess[a]})" for a in questions]
     else:
-        parts = [TITLES[a] for a in questions]
+        parts = [title(a) for a in questions]
     return "Check: " + "; ".join(parts)
 
 

@@ -498,9 +498,16 @@ def auto_source(url: str, archive: str) -> tuple[str, str]:
     return "synthetic", f"Google Drive, {reason}"
 
 
-def synthetic_banner(why: str) -> str:
+def synthetic_banner(why: str, dataset: str = "FS2K") -> str:
     """The multi-line warning printed when `auto` falls back to synthetic data."""
     line = "!" * 78
+    if dataset != "FS2K":
+        return (f"{line}\n  {why}:\n"
+                f"  this run uses a SYNTHETIC {dataset}: drawn faces in {dataset}'s layout, NOT\n"
+                "  the real dataset. Its metrics say nothing about real faces. For the real set\n"
+                "  (licensed for research, never downloaded here) set data.source: local and\n"
+                "  data.archive: its folder.\n"
+                f"{line}")
     return (f"{line}\n"
             f"  FS2K could not be reached ({why});\n"
             "  this run uses SYNTHETIC FS2K: drawn faces in FS2K's layout, NOT the real dataset.\n"

@@ -14,17 +14,23 @@ than the one in use.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from esgar import schema
 from esgar.active.relabels import apply_relabels
-from esgar.data.splits import iterative_split
+from esgar.data.splits import iterative_split, labeled_subset
 from esgar.errors import EsgarError
 from esgar.metrics import class_counts
 
-__all__ = ["TableError", "assign_splits", "build_sample_table", "counts_by_split", "load_table"]
+__all__ = ["TableError", "assign_splits", "build_sample_table", "counts_by_split",
+           "labeled_rows", "load_table"]
+
+
+log = logging.getLogger(__name__)
 
 
 class TableError(EsgarError, ValueError):
@@ -69,6 +75,21 @@ def counts_by_split(table: pd.DataFrame) -> dict[str, dict[str, list[int]]]:
                                          a.num_classes, allow_zero=True).tolist()
                     for a in schema.ATTRIBUTES}
             for split in schema.SPLITS}
+
+
+def labeled_rows(train_rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The training rows whose labels a run uses: all, or LSA's limited-label protocol's seeded,
+    stratified `fraction` of them (`train.labeled_fraction`, `train.labeled_seed`)."""
+    if fraction >= 1:
+        return train_rows
+    keep = labeled_subset(train_rows[list(schema.ATTRIBUTE_NAMES)].to_numpy(np.int64),
+                          [a.num_classes for a in schema.ATTRIBUTES], fraction, seed)
+    single = [a.name for a in schema.ATTRIBUTES
+              if train_rows.loc[keep, a.name].nunique() < 2]
+    log.info("limited labels: training on %d of %d training sketches (%.1f %%, seed %d)%s",
+             keep.sum(), len(keep), 100 * fraction, seed,
+             f"; one class only of {', '.join(single)}" if single else "")
+    return train_rows[keep]
 
 
 def load_table(path: str | Path) -> pd.DataFrame:

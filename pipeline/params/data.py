@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from esgar.data.datasets import DATASETS
 from esgar.data.download import SOURCES
@@ -13,7 +13,7 @@ from esgar.data.synthetic import noise_problems
 from esgar.masks.labels import LABEL_ORDERS
 from pipeline.params.base import Section, Share, attribute_map, one_of
 
-__all__ = ["DataParams", "SyntheticParams"]
+__all__ = ["DataParams", "DatasetParam", "SyntheticParams"]
 
 
 class SyntheticParams(Section):
@@ -43,3 +43,11 @@ class DataParams(Section):
     max_compression_ratio: Annotated[float, Field(ge=1)]
     read_timeout_s: Annotated[float, Field(gt=0, le=3600)]
     synthetic: SyntheticParams
+
+
+class DatasetParam(Section):
+    """Of the `data` section, only `dataset` (what the prepare stage reads)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    dataset: Annotated[str, one_of(*DATASETS)]
