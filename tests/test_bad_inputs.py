@@ -229,9 +229,9 @@ CASES = [
          {"train": {"lr": "fast"}}),
     Case("region-unknown", "train", "params", r"earring -> 'earings' is not one of the regions",
          {"model": {"attribute_regions.earring": "earings"}}),
-    Case("attribute-missing", "train", "params", r"attribute_regions: no region for hair_color, "
-         r"gender, earring, smile",
-         {"model": {"attribute_regions": {"hair": "hair"}}}),
+    Case("attribute-of-another-dataset", "train", "params", r"model.attribute_regions: unknown "
+         r"attribute\(s\) Smiling; the attributes of fs2k are hair, hair_color",
+         {"model": {"attribute_regions": {"Smiling": "mouth"}}}),
     Case("weights-missing", "train", "params", r"pretrained: missing.pth is not a file",
          {"model": {"pretrained": "missing.pth"}}),
     Case("cuda-absent", "train", "params", r"no CUDA device is available",

@@ -16,10 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from esgar.active.label_config import config_problems, label_config
 from esgar.integrations import labelstudio as ls
 from esgar.integrations.labelstudio import LabelStudioUnavailable, Server
-from esgar.schema import load_schema
 from tests.labelstudio import (
     IMAGES,
     LABEL_CONFIG,
@@ -104,20 +102,6 @@ def test_a_project_is_created_once_and_reused_by_title(labelstudio):
     stored = httpx.get(f"{labelstudio.url}/api/projects/{first}",
                        headers={"Authorization": f"Token {labelstudio.api_key}"}).json()
     assert "Third style" in stored["label_config"]
-
-
-def test_a_generated_interface_of_forty_attributes_is_accepted_and_stored(labelstudio):
-    """Label Studio validates an interface when a project is made: CelebA's, generated from its
-    schema, must pass, and the project must ask exactly its 40 questions and Unsure."""
-    celeba = load_schema("celeba")
-    with ls.connect(labelstudio.server) as client:
-        project = ls.ensure_project(client, "CelebA relabel", label_config(celeba))
-    stored = httpx.get(f"{labelstudio.url}/api/projects/{project}",
-                       headers={"Authorization": f"Token {labelstudio.api_key}"}).json()
-    assert config_problems(stored["label_config"], celeba) == []
-    names = re.findall(r'<Choices name="([^"]+)"', stored["label_config"])
-    assert names == [*sorted(celeba.names, key=lambda a: list(celeba.regions.values()).index(
-        celeba.regions[a])), "unsure"]
 
 
 def test_bulk_import_with_predictions_in_one_call(labelstudio, caplog):
