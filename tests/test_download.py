@@ -572,7 +572,8 @@ def test_understated_size_never_unpacks_beyond_it(tmp_path):
 # ---- the stage script -------------------------------------------------------------------------
 
 def write_params(path: Path, **data) -> None:
-    params = {"data": {"source": "auto", "gdrive_id": "x", "url": "", "archive": "",
+    params = {"data": {"dataset": "fs2k", "source": "auto", "gdrive_id": "x", "url": "",
+                       "archive": "",
                        "downloads": "data/downloads", "out": "data/fs2k",
                        "max_unpacked_mb": 64, "max_compression_ratio": 100, "read_timeout_s": 60,
                        "synthetic": {"pairs": 24, "seed": 0, "noise": {},
