@@ -292,6 +292,18 @@ def test_missing_file_or_folder_names_it(tmp_path, missing):
 
 
 @data_input
+def test_images_still_zipped_says_unpack(tmp_path):
+    """CelebA's release ships Img/img_align_celeba.zip: the message says to unpack it."""
+    root = make_celeba(tmp_path / "CelebA", lists="Anno", img_parent="Img")
+    images = root / "Img" / "img_align_celeba"
+    shutil.make_archive(str(images), "zip", root / "Img", "img_align_celeba")
+    shutil.rmtree(images)
+    with pytest.raises(DatasetError, match=r"img_align_celeba\.zip: the images are still "
+                                           r"zipped; unpack it"):
+        read_celeba(root, progress=False)
+
+
+@data_input
 def test_no_usable_row_raises_with_the_report(tmp_path):
     root = make_celeba(tmp_path / "CelebA", images=[])
     (root / "img_align_celeba").mkdir()

@@ -447,6 +447,11 @@ def find_celeba_files(root: Path) -> tuple[Path, Path, Path]:
     attr = _find(root, ATTR_FILE, LIST_DIRS)
     part = _find(root, PARTITION_FILE, LIST_DIRS)
     images = next((p for p in (_find(root, f, IMAGE_PARENTS) for f in IMAGE_FOLDERS) if p), None)
+    packed = next((p for p in (_find(root, f"{f}.zip", IMAGE_PARENTS) for f in IMAGE_FOLDERS)
+                   if p), None)
+    if images is None and packed is not None:  # CelebA's release ships the images zipped
+        raise DatasetError(f"{packed}: the images are still zipped; unpack it where it lies "
+                           f"(cd {packed.parent} && unzip {packed.name}), then run again")
     for what, found, name in (("attribute list", attr, ATTR_FILE),
                               ("partition list", part, PARTITION_FILE),
                               ("image folder", images, f"{IMAGE_FOLDERS[0]}/")):
