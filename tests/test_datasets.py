@@ -95,13 +95,15 @@ def test_celebamask_hq_runs_end_to_end_by_params_alone(labelstudio, tmp_path):
 
 
 @pytest.mark.slow
-def test_lfwa_reaches_the_mask_store_by_params_alone(tmp_path):
-    """LFWA differs from CelebA only up to the masks (its reader, its own train/test split, val
-    carved out of train): the stages after them are CelebA's test's."""
+def test_lfwa_runs_to_evaluate_by_params_alone(tmp_path):
+    """LFWA: its reader, its own train/test split (val carved out of train, no person on both
+    sides), its schema carried by the table and the model, its metrics; the relabel stages
+    after evaluate are CelebA's test's."""
     repo = copy_repo(tmp_path / "repo")
     tiny(repo, data={"dataset": "lfwa", "synthetic.pairs": 120},
          prepare={"root": "data/fs2k/LFWA"}, model={"attribute_regions": {"Male": "face"}})
-    run(["dvc", "repro", "masks"], repo, timeout=900)
+    run(["dvc", "repro", "evaluate"], repo, timeout=900,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     table = pd.read_parquet(repo / "data/prepared/samples.parquet")
     assert table.attrs["schema"]["name"] == "lfwa" and len(table) == 120
     assert set(table["split"]) == {"train", "val", "test"}  # val carved out of LFWA's train
@@ -109,6 +111,15 @@ def test_lfwa_reaches_the_mask_store_by_params_alone(tmp_path):
     assert not set(people[table["split"] == "test"]) & set(people[table["split"] != "test"])
     index = pd.read_parquet(repo / "data/masks/index.parquet")
     assert len(index) == 120  # the stand-in's drawn label maps, imported
+    model = json.loads((repo / "models/esgar/model.json").read_text())["model"]
+    assert model["schema"]["name"] == "lfwa" and len(model["attributes"]) == 40
+    assert model["attribute_regions"]["Male"] == "face"  # params override the schema's
+    assert model["attribute_regions"]["Wearing_Earrings"] == "earring"
+    report = json.loads((repo / "reports/evaluate.json").read_text())["test"]
+    assert 0.0 <= report["paper_mean_acc_40attr"] <= 1.0
+    assert {f"bacc/{a}" for a in load_schema("lfwa").names} <= set(report)
+    scored = pd.read_parquet(repo / "data/predictions/predictions.parquet")
+    assert (scored["split"] == "test").sum() == (table["split"] == "test").sum()
 
 
 @pytest.mark.bad_input(stage="download", kind="data")
