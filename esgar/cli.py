@@ -130,6 +130,25 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if result.failures else 0
 
 
+def _synth(args: argparse.Namespace) -> dict:
+    """Write the synthetic dataset `args` asks for; its summary."""
+    if args.dataset == "fs2k":
+        from esgar.data.synthetic import generate
+
+        with building_dir(args.out_dir, "esgar synth") as tmp:
+            return generate(tmp, pairs=2104 if args.pairs is None else args.pairs,
+                            seed=args.seed, noise=args.noise,
+                            label_orders=tuple(args.label_order or ("bisenet",)),
+                            workers=args.workers)
+    if args.noise or args.label_order:
+        raise EsgarError(f"--noise and --label-order: synthetic FS2K's only; the {args.dataset} "
+                         "stand-in draws no label noise and writes bisenet-order maps")
+    from esgar.data.readers import synthetic_dataset
+
+    return synthetic_dataset(args.dataset, args.out_dir, 200 if args.pairs is None else args.pairs,
+                             args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="esgar", description=__doc__)
     parser.add_argument("--version", action="version", version=f"esgar {__version__}")
@@ -137,9 +156,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="print warnings and errors only, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    synth = sub.add_parser("synth", help="write a synthetic FS2K in the exact FS2K layout")
+    synth = sub.add_parser("synth", help="write a synthetic FS2K (or CelebA, CelebAMask-HQ, "
+                                          "LFWA+) in the dataset's exact layout")
     synth.add_argument("out_dir", type=Path)
-    synth.add_argument("--pairs", type=int, default=2104, help="photo/sketch pairs (default 2104)")
+    synth.add_argument("--dataset", default="fs2k",
+                       choices=["fs2k", "celeba", "celebamask_hq", "lfwa"],
+                       help="whose layout and attributes (default fs2k); the others' stand-ins "
+                            "draw 8 of their 40 attributes and no label noise")
+    synth.add_argument("--pairs", type=int, default=None,
+                       help="photo/sketch pairs, or images for the others (default: FS2K's 2104, "
+                            "200 for the others)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--noise", type=_noise_arg, default={},
@@ -151,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         "--label-order", action="append", choices=["bisenet", "parsenet"],
         help="parsing label-map order(s) to write (default bisenet; repeat for both)",
     )
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--workers", type=int, default=None,
+                       help="processes (default: all cores; FS2K only)")
 
     cmp = sub.add_parser(
         "compare", help="registry versions or runs side by side, with the champion and why",
@@ -218,13 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(quiet=args.quiet)
     try:
         if args.command == "synth":
-            from esgar.data.synthetic import generate
-
-            with building_dir(args.out_dir, "esgar synth") as tmp:
-                summary = generate(tmp, pairs=args.pairs, seed=args.seed, noise=args.noise,
-                                   label_orders=tuple(args.label_order or ("bisenet",)),
-                                   workers=args.workers)
-            print(json.dumps(summary, indent=2))
+            print(json.dumps(_synth(args), indent=2))
         elif args.command == "compare":
             _compare(args)
         elif args.command == "predict":

@@ -249,3 +249,19 @@ def test_drawn_attributes_priors_and_one_hot_hair():
     for a in NAMES:
         if a not in VISIBLE[:5]:
             assert 0.05 <= priors[a] <= 0.40 and abs(rates[NAMES.index(a)] - priors[a]) < 0.05
+
+
+def test_cli_writes_each_stand_in_and_refuses_fs2k_only_options(tmp_path, capsys):
+    from esgar import cli
+    from esgar.data.readers import read_dataset
+
+    out = tmp_path / "lfwa"
+    assert cli.main(["-q", "synth", str(out), "--dataset", "lfwa", "--pairs", "24"]) == 0
+    table, _ = read_dataset("lfwa", out / "LFWA", progress=False)
+    assert len(table) == 24
+    capsys.readouterr()
+    assert cli.main(["-q", "synth", str(tmp_path / "c"), "--dataset", "celeba",
+                     "--noise", "Smiling:0=0.2"]) == 1
+    err = capsys.readouterr().err
+    assert "--noise and --label-order: synthetic FS2K's only" in err
+    assert "Traceback" not in err and not (tmp_path / "c").exists()
