@@ -10,6 +10,7 @@ from typing import Any
 
 from esgar import __version__
 from esgar.connectivity import redact_text
+from esgar.data.datasets import DATASETS
 from esgar.errors import EsgarError
 from esgar.io import building_dir, write_text
 from esgar.log import configure
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "LFWA+) in the dataset's exact layout")
     synth.add_argument("out_dir", type=Path)
     synth.add_argument("--dataset", default="fs2k",
-                       choices=["fs2k", "celeba", "celebamask_hq", "lfwa"],
+                       choices=list(DATASETS),
                        help="whose layout and attributes (default fs2k); the others' stand-ins "
                             "draw 8 of their 40 attributes and no label noise")
     synth.add_argument("--pairs", type=int, default=None,
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         elif args.command == "label-config":
             from esgar.active.label_config import label_config
-            from esgar.data.datasets import DATASETS, dataset_schema
+            from esgar.data.datasets import dataset_schema
             from esgar.schema import load_schema
 
             print(label_config(dataset_schema(args.dataset) if args.dataset in DATASETS
