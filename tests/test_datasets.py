@@ -95,14 +95,14 @@ def test_celebamask_hq_runs_end_to_end_by_params_alone(labelstudio, tmp_path):
 
 
 @pytest.mark.slow
-def test_lfwa_runs_to_evaluate_by_params_alone(tmp_path):
+def test_lfwa_runs_to_the_selection_by_params_alone(tmp_path):
     """LFWA: its reader, its own train/test split (val carved out of train, no person on both
-    sides), its schema carried by the table and the model, its metrics; the relabel stages
-    after evaluate are CelebA's test's."""
+    sides), its schema carried by the table and the model, its metrics, the questions for the
+    annotators in its attribute names; push and pull are CelebA's test's."""
     repo = copy_repo(tmp_path / "repo")
     tiny(repo, data={"dataset": "lfwa", "synthetic.pairs": 120},
          prepare={"root": "data/fs2k/LFWA"}, model={"attribute_regions": {"Male": "face"}})
-    run(["dvc", "repro", "evaluate"], repo, timeout=900,
+    run(["dvc", "repro", "evaluate", "select"], repo, timeout=900,
         env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     table = pd.read_parquet(repo / "data/prepared/samples.parquet")
     assert table.attrs["schema"]["name"] == "lfwa" and len(table) == 120
@@ -120,6 +120,10 @@ def test_lfwa_runs_to_evaluate_by_params_alone(tmp_path):
     assert {f"bacc/{a}" for a in load_schema("lfwa").names} <= set(report)
     scored = pd.read_parquet(repo / "data/predictions/predictions.parquet")
     assert (scored["split"] == "test").sum() == (table["split"] == "test").sum()
+    manifest = pd.read_parquet(repo / "data/selection/manifest.parquet")
+    assert manifest["task"].nunique() > 0 and set(manifest["split"]) <= {"train", "val"}
+    assert set(manifest["attribute"]) <= set(load_schema("lfwa").names)
+    assert set(manifest["label"]) | set(manifest["guess"]) <= {"absent", "present"}
 
 
 @pytest.mark.bad_input(stage="download", kind="data")
