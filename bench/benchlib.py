@@ -19,6 +19,7 @@ import yaml
 
 from esgar import schema
 from esgar.data.dataset import SketchDataset
+from esgar.data.datasets import DATASETS
 from esgar.device import resolve_precision
 from esgar.forward import batched_logits
 from esgar.metrics import evaluate, per_class_recall
@@ -33,11 +34,16 @@ NOISE = {"hair": {1: 0.3}, "hair_color": {2: 0.3, 4: 0.1}, "earring": {0: 0.25},
 
 
 def build(work: Path, pairs: int, stages: tuple[str, ...], noise: dict | None = None,
-          **overrides: dict) -> dict:
+          dataset: str = "fs2k", **overrides: dict) -> dict:
     """Run the pipeline's `stages` in `work` on noisy synthetic FS2K (`noise`, default NOISE;
-    params.yaml's settings, `overrides` per section on top); returns the params used."""
+    params.yaml's settings, `overrides` per section on top); returns the params used. Another
+    `dataset` (`esgar.data.datasets`): its stand-in, without noise, with its schema's regions."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"].update(source="synthetic")
+    params["data"].update(source="synthetic", dataset=dataset)
+    if dataset != "fs2k":
+        noise = {}
+        params["prepare"]["root"] = f"data/fs2k/{DATASETS[dataset].folder}"
+        params["model"]["attribute_regions"] = {}
     params["data"]["synthetic"].update(pairs=pairs, noise=NOISE if noise is None else noise)
     params["masks"]["source"] = "import"
     params["push"]["label_config"] = str(REPO / "label_config.xml")

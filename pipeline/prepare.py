@@ -36,8 +36,8 @@ def main() -> None:
     log.info("dataset %s (%s) from %s", dataset, source["dataset"].upper(), p.root)
     snapshot = read_snapshot(must_exist(p.relabels, "prepare.relabels"))
 
-    fs2k, report = read_dataset(dataset, p.root)
-    n_records = len(fs2k) + len(report.errors)
+    samples, report = read_dataset(dataset, p.root)
+    n_records = len(samples) + len(report.errors)
     dropped = len(report.errors) / max(n_records, 1)
     if report.problems:
         log.warning("problems in %s:\n%s", p.root, report.format())
@@ -47,7 +47,7 @@ def main() -> None:
             f"unusable, more than prepare.max_dropped_fraction={p.max_dropped_fraction}; fix "
             "the data or raise the limit")
 
-    table, relabel_warnings = build_sample_table(fs2k, p.val_fraction, p.seed, snapshot)
+    table, relabel_warnings = build_sample_table(samples, p.val_fraction, p.seed, snapshot)
     for w in summarize(relabel_warnings):  # every one in the report
         log.warning("%s", w)
 
@@ -63,10 +63,9 @@ def main() -> None:
     }
     write_json(p.report, {**headline, "problems": report.summary(), "class_counts": counts})
     write_json(p.metrics, headline)
-    name = DATASETS[dataset].folder
-    plot_class_distribution(counts, p.plot, title=f"class counts per split ("
-                            f"{source['dataset']} {name})" if source["dataset"] != dataset else
-                            f"class counts per split ({name})")
+    kind = "" if source["dataset"] == dataset else f"{source['dataset']} "  # synthetic
+    plot_class_distribution(counts, p.plot,
+                            title=f"class counts per split ({kind}{DATASETS[dataset].folder})")
     log.info("%d samples (train %d, val %d, test %d), %d dropped, %d warning(s) -> %s",
              len(table), n["train"], n["val"], n["test"], len(report.errors),
              len(report.warnings), p.out)

@@ -107,9 +107,9 @@ __all__ = ["ATTR_FILE", "AttributeList", "BASE_COLUMNS", "Candidate", "DatasetEr
            "HQ_ATTR_FILE", "HQ_IMAGE_FOLDER", "HQ_MAPPING_FILE", "HQ_MASK_FOLDER",
            "LANDMARKS_FILE", "LANDMARK_NAMES", "MASK_PARTS", "MaskReadError", "PARTITION_FILE",
            "assemble_label_map", "attach_images", "find_celeba_files",
-           "find_celebamask_hq_files", "image_size", "make_row", "mask_path",
+           "find_celebamask_hq_files", "image_size", "make_row", "mask_path", "no_usable_row",
            "read_attribute_list", "read_celeba", "read_celebamask_hq", "read_partition",
-           "report_orphans", "to_table", "write_label_maps"]
+           "report_orphans", "require_layout", "to_table", "write_label_maps"]
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -426,8 +426,18 @@ def report_orphans(folder: Path, listed: Iterable[str], report: Report,
                 report.add("warning", "orphan_image", path, "no annotation row names it")
 
 
-def _no_usable_row(root: Path, report: Report) -> DatasetError:
+def no_usable_row(root: Path, report: Report) -> DatasetError:
     return DatasetError(f"{root}: no usable image\n{report.format()}")
+
+
+def require_layout(root: Path, names: Sequence[str], layout: str) -> None:
+    """DatasetError naming the first of `names` (files or folders) missing under the dataset
+    folder `root`, or `root` itself; `layout` says what the folder should hold."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder ({layout})")
+    for name in names:
+        if not (root / name).exists():
+            raise DatasetError(f"{root / name}: missing ({layout})")
 
 
 # ---- CelebA ----------------------------------------------------------------------------------
@@ -533,7 +543,7 @@ def read_celeba(root: str | Path, schema: Schema | None = None, progress: bool =
     rows = attach_images(root, candidates, report, progress)
     report_orphans(image_dir, {PurePosixPath(n).stem for n in attrs.named}, report)
     if not rows:
-        raise _no_usable_row(root, report)
+        raise no_usable_row(root, report)
     table = to_table(rows, schema, report, attr_file)
     landmark_file = _find(root, LANDMARKS_FILE, LIST_DIRS)
     if landmark_file is not None:
@@ -583,11 +593,7 @@ def find_celebamask_hq_files(root: Path, partition_file: str | Path | None
     """(attribute list, mapping, partition list, image folder); DatasetError if one is missing."""
     layout = (f"a CelebAMask-HQ folder holds {HQ_IMAGE_FOLDER}/, {HQ_MASK_FOLDER}/, "
               f"{HQ_ATTR_FILE} and {HQ_MAPPING_FILE}")
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset folder ({layout})")
-    for name in (HQ_ATTR_FILE, HQ_MAPPING_FILE, HQ_IMAGE_FOLDER):
-        if not (root / name).exists():
-            raise DatasetError(f"{root / name}: missing ({layout})")
+    require_layout(root, (HQ_ATTR_FILE, HQ_MAPPING_FILE, HQ_IMAGE_FOLDER), layout)
     part = Path(partition_file) if partition_file is not None else _find(root, PARTITION_FILE,
                                                                          ("", "Eval"))
     if part is None or not part.is_file():
@@ -715,7 +721,7 @@ def read_celebamask_hq(root: str | Path, schema: Schema | None = None, progress:
     if check_masks:
         rows = _check_masks(root, rows, {_hq_id(n) for n in attrs.named}, report, progress)
     if not rows:
-        raise _no_usable_row(root, report)
+        raise no_usable_row(root, report)
     return to_table(rows, schema, report, attr_file), report
 
 

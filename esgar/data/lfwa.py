@@ -62,7 +62,9 @@ from esgar.data.celeba import (
     DatasetError,
     attach_images,
     make_row,
+    no_usable_row,
     report_orphans,
+    require_layout,
     to_table,
 )
 from esgar.data.fs2k import Report
@@ -305,11 +307,7 @@ def find_lfwa_files(root: Path) -> tuple[Path, Path, Path]:
     """(attribute file, split file, image folder); DatasetError naming what is missing."""
     layout = (f"an LFWA folder holds {IMAGE_FOLDER}/ (LFW's <Name>/<Name>_0001.jpg), {ATTR_FILE} "
               f"and {SPLIT_FILE}")
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset folder ({layout})")
-    for name in (ATTR_FILE, SPLIT_FILE, IMAGE_FOLDER):
-        if not (root / name).exists():
-            raise DatasetError(f"{root / name}: missing ({layout})")
+    require_layout(root, (ATTR_FILE, SPLIT_FILE, IMAGE_FOLDER), layout)
     return root / ATTR_FILE, root / SPLIT_FILE, root / IMAGE_FOLDER
 
 
@@ -338,5 +336,5 @@ def read_lfwa(root: str | Path, schema: Schema | None = None, progress: bool = T
               for n in names if (r := _relative(n))}
     report_orphans(image_dir, listed, report, "*/*")
     if not rows:
-        raise DatasetError(f"{root}: no usable image\n{report.format()}")
+        raise no_usable_row(root, report)
     return to_table(rows, schema, report, attr_file), report

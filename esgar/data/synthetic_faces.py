@@ -49,9 +49,10 @@ into place whole, `esgar.io.building_dir`):
   double 0/1, `AttrName`: 1 x 40 cell) and `indices_train_test.mat` (`indices_img_train`,
   `indices_img_test`: 1-based column vectors, people split in halves so no identity is in both;
   `indices_identity_train/test`: 1-based indices into the sorted list of people, an assumed
-  meaning); beside it `parsing/bisenet/<image_name>.png` as for CelebA. The release's files are MATLAB v7.3 (HDF5); `mat_version="5"` (default) writes v5
-  with scipy (a fixed header text, so the bytes depend on the seed only), `"7.3"` writes
-  MATLAB's v7.3 layout with h5py (needed then).
+  meaning); beside it `parsing/bisenet/<image_name>.png` as for CelebA. The release's files
+  are MATLAB v7.3 (HDF5); `mat_version="5"` (default) writes v5 with scipy (a fixed header
+  text, so the bytes depend on the seed only), `"7.3"` writes MATLAB's v7.3 layout with h5py
+  (needed then).
 
 Output is deterministic for a seed: labels, splits and every face's drawing come from random
 generators seeded by (seed, purpose, image index).
